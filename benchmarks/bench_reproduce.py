@@ -1,0 +1,60 @@
+"""Run every notebook in order, in place, with papermill, and record wall time and peak memory.
+
+`make reproduce` calls this, so each reproduction leaves benchmarks/results/reproduce.json.
+Each notebook runs in its own child process; its peak resident memory is that of the
+notebook's kernel (the largest process in the child's tree).
+"""
+import argparse
+import json
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "results" / "reproduce.json"
+
+RUNNER = r"""
+import resource, sys, papermill
+nb, kernel, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+params = {"FAST_DEV_RUN": True} if "--fast" in extra else {}
+papermill.execute_notebook(nb, nb, kernel_name=kernel, cwd="notebooks", parameters=params,
+                           log_output=False, progress_bar=False)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("notebooks", nargs="*")
+    parser.add_argument("--kernel", default="cliptune")
+    parser.add_argument("--fast", action="store_true", help="FAST_DEV_RUN (not for committing)")
+    args = parser.parse_args()
+    books = args.notebooks or sorted(str(p.relative_to(ROOT))
+                                     for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    report = {"machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
+                          "processor": platform.machine()}, "fast": args.fast, "notebooks": {}}
+    start = time.time()
+    for nb in books:
+        t0 = time.time()
+        print(f"== {nb}", flush=True)
+        proc = subprocess.run([sys.executable, "-c", RUNNER, nb, args.kernel]
+                              + (["--fast"] if args.fast else []), cwd=ROOT,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stdout[-3000:], proc.stderr[-6000:], sep="\n")
+            sys.exit(f"{nb} failed: the executed notebook shows the error cell")
+        peak_mb = int(proc.stdout.strip().splitlines()[-1]) / 1024
+        report["notebooks"][nb] = {"seconds": round(time.time() - t0, 1),
+                                   "peak_rss_mb": round(peak_mb, 1)}
+        print(f"   {time.time() - t0:.0f} s, peak {peak_mb:.0f} MB", flush=True)
+    report["total_seconds"] = round(time.time() - start, 1)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    if not args.fast:
+        OUT.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

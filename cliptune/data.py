@@ -1,0 +1,289 @@
+"""One dataset interface for both worlds, seeded few-shot sampling and base/new splits.
+
+Introduced in notebook 01 (tiny-world tasks) and notebook 08 (CoOp-format folders).
+
+An :class:`ImageSet` holds raw images (uint8 arrays in the tiny world, file paths in the real
+one), integer labels, class names and the dataset's prompt templates.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import os
+import pathlib
+import random
+
+import numpy as np
+
+from cliptune import runtime, world
+
+
+@dataclasses.dataclass
+class ImageSet:
+    name: str
+    images: object  # np.ndarray [N, H, W, 3] uint8, or a list of image file paths
+    labels: np.ndarray
+    classnames: tuple
+    templates: tuple
+    domain: str = "photo"
+    scenes: tuple | None = None  # tiny world only: what each image shows (for the captioner)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def key(self) -> str:
+        """A short fingerprint of exactly which images these are, for feature caches."""
+        h = hashlib.sha1(self.name.encode())
+        h.update(np.asarray(self.labels, np.int64).tobytes())
+        if isinstance(self.images, np.ndarray):
+            h.update(self.images[:: max(1, len(self) // 64)].tobytes())
+        else:
+            h.update("\n".join(map(str, self.images)).encode())
+        return f"{self.name}-{h.hexdigest()[:10]}"
+
+    def raw(self, idx):
+        """The raw images at ``idx``: a uint8 array, or a list of PIL images."""
+        idx = np.asarray(idx)
+        if isinstance(self.images, np.ndarray):
+            return self.images[idx]
+        from PIL import Image
+        return [Image.open(self.images[i]).convert("RGB") for i in idx]
+
+    def subset(self, idx, name: str | None = None) -> "ImageSet":
+        idx = np.asarray(idx, dtype=np.int64)
+        images = self.images[idx] if isinstance(self.images, np.ndarray) else \
+            [self.images[i] for i in idx]
+        scenes = tuple(self.scenes[i] for i in idx) if self.scenes is not None else None
+        return dataclasses.replace(self, name=name or self.name, images=images,
+                                   labels=np.asarray(self.labels)[idx], scenes=scenes)
+
+    def select_classes(self, classes, name: str | None = None) -> "ImageSet":
+        """Keep the images of ``classes`` (names or indices) and relabel them 0..k-1."""
+        index = []
+        for c in classes:
+            if isinstance(c, str):
+                if c not in self.classnames:
+                    close = difflib.get_close_matches(c, self.classnames, n=3)
+                    raise KeyError(f"{self.name} has no class {c!r} (close: {close}); its "
+                                   f"{len(self.classnames)} classes are in .classnames")
+                index.append(self.classnames.index(c))
+            else:
+                index.append(int(c))
+        remap = {old: new for new, old in enumerate(index)}
+        keep = np.flatnonzero(np.isin(self.labels, index))
+        out = self.subset(keep, name=name)
+        out.labels = np.array([remap[int(y)] for y in out.labels], dtype=np.int64)
+        out.classnames = tuple(self.classnames[i] for i in index)
+        return out
+
+
+# --------------------------------------------------------------------------- the tiny world
+def tiny(task: str, split: str = "test", domain: str = "photo") -> ImageSet:
+    """A tiny-world task split, e.g. ``tiny("objects", "test", "sketch")``."""
+    images, labels, scenes = world.task_split(task, split, domain)
+    spec = world.TASKS[task]
+    return ImageSet(f"{task}/{split}/{domain}", images, labels.astype(np.int64),
+                    spec.classnames, spec.templates, domain, scenes)
+
+
+# --------------------------------------------------------------------------- splits
+def few_shot(ds: ImageSet, shots: int, seed: int, cache_dir=None) -> ImageSet:
+    """``shots`` images per class, drawn as CoOp draws them (Python's random, seeded).
+
+    With ``cache_dir`` the drawn indices are cached as JSON (CoOp caches a pickle; a JSON file
+    cannot run code when loaded), so a split is drawn once and reused.
+    """
+    if shots <= 0:
+        raise ValueError(f"shots must be positive, not {shots}")
+    path = pathlib.Path(cache_dir) / f"shot_{shots}-seed_{seed}.json" if cache_dir else None
+    if path is not None and path.exists():
+        idx = json.loads(path.read_text())["indices"]
+    else:
+        rng = random.Random(seed)
+        idx = []
+        for c in range(len(ds.classnames)):
+            members = np.flatnonzero(ds.labels == c).tolist()
+            idx += rng.sample(members, shots) if len(members) >= shots else \
+                [rng.choice(members) for _ in range(shots)] if members else []
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"dataset": ds.name, "indices": idx}))
+    return ds.subset(idx, name=f"{ds.name}/{shots}shot-s{seed}")
+
+
+def base_new(ds: ImageSet) -> tuple[ImageSet, ImageSet]:
+    """CoOp's base-to-new split: the first ceil(C/2) classes are base, the rest new."""
+    n_base = math.ceil(len(ds.classnames) / 2)
+    c = len(ds.classnames)
+    return (ds.select_classes(range(n_base), name=f"{ds.name}/base"),
+            ds.select_classes(range(n_base, c), name=f"{ds.name}/new"))
+
+
+# --------------------------------------------------------------------------- CoOp layout
+@dataclasses.dataclass(frozen=True)
+class CoopSpec:
+    folder: str
+    image_dir: str
+    split_file: str | None
+    template: str
+    renames: tuple = ()
+
+
+COOP_DATASETS = {
+    "imagenet": CoopSpec("imagenet", "images", None, "a photo of a {}."),
+    "caltech101": CoopSpec("caltech-101", "101_ObjectCategories", "split_zhou_Caltech101.json",
+                           "a photo of a {}.", (("airplanes", "airplane"), ("Faces", "face"),
+                                                ("Leopards", "leopard"), ("Motorbikes", "motorbike"))),
+    "oxford_pets": CoopSpec("oxford_pets", "images", "split_zhou_OxfordPets.json",
+                            "a photo of a {}, a type of pet."),
+    "stanford_cars": CoopSpec("stanford_cars", "", "split_zhou_StanfordCars.json",
+                              "a photo of a {}."),
+    "oxford_flowers": CoopSpec("oxford_flowers", "jpg", "split_zhou_OxfordFlowers.json",
+                               "a photo of a {}, a type of flower."),
+    "food101": CoopSpec("food-101", "images", "split_zhou_Food101.json",
+                        "a photo of {}, a type of food."),
+    "fgvc_aircraft": CoopSpec("fgvc_aircraft", "images", None,
+                              "a photo of a {}, a type of aircraft."),
+    "sun397": CoopSpec("sun397", "SUN397", "split_zhou_SUN397.json", "a photo of a {}."),
+    "dtd": CoopSpec("dtd", "images", "split_zhou_DescribableTextures.json", "{} texture."),
+    "eurosat": CoopSpec("eurosat", "2750", "split_zhou_EuroSAT.json",
+                        "a centered satellite photo of {}.",
+                        (("AnnualCrop", "Annual Crop Land"), ("Forest", "Forest"),
+                         ("HerbaceousVegetation", "Herbaceous Vegetation Land"),
+                         ("Highway", "Highway or Road"), ("Industrial", "Industrial Buildings"),
+                         ("Pasture", "Pasture Land"), ("PermanentCrop", "Permanent Crop Land"),
+                         ("Residential", "Residential Buildings"), ("River", "River"),
+                         ("SeaLake", "Sea or Lake"))),
+    "ucf101": CoopSpec("ucf101", "UCF-101-midframes", "split_zhou_UCF101.json",
+                       "a photo of a person doing {}."),
+    "imagenetv2": CoopSpec("imagenetv2", "imagenetv2-matched-frequency-format-val", None,
+                           "a photo of a {}."),
+    "imagenet_sketch": CoopSpec("imagenet-sketch", "images", None, "a photo of a {}."),
+    "imagenet_a": CoopSpec("imagenet-adversarial", "imagenet-a", None, "a photo of a {}."),
+    "imagenet_r": CoopSpec("imagenet-rendition", "imagenet-r", None, "a photo of a {}."),
+}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".JPEG", ".JPG", ".PNG")
+
+
+class DatasetError(ValueError):
+    pass
+
+
+def data_root(root=None) -> pathlib.Path:
+    return pathlib.Path(root or os.environ.get("DATA") or os.environ.get("CLIPTUNE_COOP_DATA")
+                        or runtime.DATA_DIR / "coop")
+
+
+def coop(name: str, split: str = "test", root=None) -> ImageSet:
+    """A dataset in the CoOp layout under ``root`` (default ``$DATA``), e.g. ``coop("dtd")``."""
+    if name not in COOP_DATASETS:
+        close = difflib.get_close_matches(name, list(COOP_DATASETS), n=3)
+        raise KeyError(f"unknown dataset {name!r} (close: {close}); known: {sorted(COOP_DATASETS)}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, not {split!r}")
+    spec = COOP_DATASETS[name]
+    base = data_root(root) / spec.folder
+    if not base.is_dir():
+        raise FileNotFoundError(
+            f"dataset folder {base} does not exist. Put {name} there in the CoOp layout "
+            f"(see CoOp's DATASETS.md), or point to your data root with coop(..., root=...) or "
+            "the DATA environment variable.")
+    if spec.split_file is not None:
+        paths, labels, names = _read_split(base / spec.split_file, split, base / spec.image_dir)
+    elif name == "fgvc_aircraft":
+        paths, labels, names = _read_aircraft(base, split)
+    else:
+        paths, labels, names = _read_imagenet_like(name, base, spec, split)
+    rename = dict(spec.renames)
+    names = tuple(rename.get(n, n).replace("_", " ") for n in names)
+    return ImageSet(f"{name}/{split}", paths, np.asarray(labels, np.int64), names,
+                    (spec.template,), "photo")
+
+
+def _read_split(path: pathlib.Path, split: str, image_dir: pathlib.Path):
+    if not path.exists():
+        raise FileNotFoundError(f"split file {path} is missing; download it from the CoOp "
+                                "repository's DATASETS.md and place it there")
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"split file {path} is not valid JSON ({err})") from err
+    if not isinstance(content, dict) or split not in content:
+        raise DatasetError(f"split file {path} has no {split!r} list; expected keys "
+                           "'train', 'val', 'test' each holding [path, label, classname] items")
+    names: dict[int, str] = {}
+    paths, labels = [], []
+    for i, item in enumerate(content[split]):
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[1], int)):
+            raise DatasetError(f"split file {path}: item {i} of {split!r} is {item!r}, not "
+                               "[relative_path, integer_label, classname]")
+        rel, label, cname = item
+        paths.append(str(image_dir / rel))
+        labels.append(label)
+        names.setdefault(label, cname)
+    for split_items in content.values():  # class names come from every split, so all are known
+        for rel, label, cname in split_items:
+            names.setdefault(label, cname)
+    if sorted(names) != list(range(len(names))):
+        raise DatasetError(f"split file {path}: labels are not 0..{len(names) - 1}")
+    return paths, labels, tuple(names[i] for i in range(len(names)))
+
+
+def _read_aircraft(base: pathlib.Path, split: str):
+    variants = [ln.strip() for ln in (base / "variants.txt").read_text().splitlines() if ln.strip()]
+    lookup = {v: i for i, v in enumerate(variants)}
+    paths, labels = [], []
+    for line in (base / f"images_variant_{split}.txt").read_text().splitlines():
+        if not line.strip():
+            continue
+        image_id, variant = line.strip().split(" ", 1)
+        if variant not in lookup:
+            raise DatasetError(f"{base}/images_variant_{split}.txt names unknown variant {variant!r}")
+        paths.append(str(base / "images" / f"{image_id}.jpg"))
+        labels.append(lookup[variant])
+    return paths, labels, tuple(variants)
+
+
+def _read_classnames(path: pathlib.Path) -> dict[str, str]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: it lists '<wnid> <class name>' per line "
+                                "(CoOp's DATASETS.md links it)")
+    out = {}
+    for i, line in enumerate(path.read_text().splitlines()):
+        if line.strip():
+            parts = line.strip().split(" ", 1)
+            if len(parts) != 2:
+                raise DatasetError(f"{path}: line {i + 1} is not '<wnid> <class name>'")
+            out[parts[0]] = parts[1]
+    return out
+
+
+def _read_imagenet_like(name, base, spec, split):
+    classnames = _read_classnames(base / "classnames.txt")
+    folder = base / spec.image_dir
+    if name == "imagenet":
+        folder = folder / ("train" if split == "train" else "val")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    wnids = list(classnames)
+    if name == "imagenetv2":  # folders are 0..999 in classnames.txt order
+        dirs = [(folder / str(i), i) for i in range(len(wnids))]
+        names = tuple(classnames[w] for w in wnids)
+    else:
+        present = sorted(d.name for d in folder.iterdir() if d.is_dir())
+        unknown = [d for d in present if d not in classnames]
+        if unknown:
+            raise DatasetError(f"{folder} holds class folders not in classnames.txt: {unknown[:5]}")
+        dirs = [(folder / w, i) for i, w in enumerate(present)]
+        names = tuple(classnames[w] for w in present)
+    paths, labels = [], []
+    for d, label in dirs:
+        for f in sorted(d.iterdir()) if d.is_dir() else []:
+            if f.suffix in IMAGE_SUFFIXES:
+                paths.append(str(f))
+                labels.append(label)
+    return paths, labels, names

@@ -1,0 +1,183 @@
+"""ContCoOp (Wang et al., arXiv 2412.20895): class-conditioned prompts that survive model updates.
+
+A RECONSTRUCTION. Only the paper's abstract and a summary could be read (the method section,
+equations and hyper-parameters could not; no official code was found). What is known: the
+learned prompts are combined with class embeddings through an attention layer before they
+enter the text encoder (so the prompts follow the embedding space of an updated model), it is
+a shallow text-side method, and the loss is ``CE + lambda * L_kd`` with zero-shot knowledge
+distilled. Everything else below is the reference reconstruction of
+``shared/research/contcoop_and_prompt_baselines.md`` section 2.9, each unknown a switch:
+
+    E_c   = class embedding of class c, computed by the CURRENTLY attached model (never saved)
+    P_c   = P + gamma * Attn(LN(P), LN(E_c), LN(E_c))          P: [M, d], gamma init 0
+    t_c   = [SOS][P_c][CLASS_c .][EOS]
+    z     = exp(t) * cos(f(x), g(t_c)),   z0 = exp(t) * cos(f(x), w^clip_c)  (hand-made template)
+    L     = CE(z, y) + lambda * KL(softmax(z0 / T) || softmax(z / T)) * T^2
+
+Because gamma starts at 0, training starts exactly at CoOp with the same context.
+
+Switches (``ContCoOpConfig``; defaults = the reconstruction):
+
+- ``n_ctx`` / ``ctx_init``: M = 4 from "a photo of a" (or ``ctx_init=None``: N(0, 0.02^2)).
+- ``class_embedding``: ``"tok"`` the class name's token embeddings [L_c, d], padded and masked
+  (default); ``"tok-mean"`` their mean [1, d] (one key: the softmax is trivial and the layer
+  is a class-conditioned shift, an ablation); ``"txt"`` the normalised text feature of the
+  dataset's first template (needs embed dim == text width).
+- ``kv``: keys/values are ``"class"`` (E_c) or ``"prompt+class"`` (concat(P, E_c)).
+- ``heads``: attention heads (8 in the reconstruction; must divide d).
+- ``kd``: ``"kl_logits"`` (above), ``"l2_text"`` (KgCoOp's 1 - mean_c cos(w_c, w^clip_c)) or
+  ``"none"``; ``kd_weight`` = lambda (unknown; 1.0), ``kd_temperature`` = T (1.0).
+- ``gamma_init``: 0.0.
+
+Introduced in notebook 02; its compatibility across CLIP updates is notebook 07's subject.
+The state is P, the attention layer, its two LayerNorms and gamma: all model-agnostic, so it
+attaches to any model of the same text width d.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cliptune import runtime, text
+from cliptune.methods import base
+from cliptune.methods.coop import PromptedClasses, init_context
+
+CLASS_EMBEDDINGS = ("tok", "tok-mean", "txt")
+KV_CHOICES = ("class", "prompt+class")
+KD_CHOICES = ("kl_logits", "l2_text", "none")
+
+
+@dataclasses.dataclass
+class ContCoOpConfig:
+    n_ctx: int = 4
+    ctx_init: str | None = "a photo of a"
+    init_seed: int = 0
+    class_embedding: str = "tok"
+    kv: str = "class"
+    heads: int = 8
+    gamma_init: float = 0.0
+    kd: str = "kl_logits"
+    kd_weight: float = 1.0
+    kd_temperature: float = 1.0
+
+
+def _check_choice(field: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"ContCoOp setting {field}={value!r} is unknown; choose one of {choices}")
+
+
+def class_embeddings(clip, classnames, kind: str, template: str = "a photo of a {}."):
+    """E_c for every class under ``clip``: ([C, K, d] embeddings, [C, K] key padding mask,
+    True = padding) with K the longest class name in tokens (``tok``) or 1."""
+    if kind == "txt":
+        feats = base.zero_shot_weights(clip, classnames, (template,))
+        return feats.unsqueeze(1), torch.zeros(len(classnames), 1, dtype=torch.bool,
+                                               device=feats.device)
+    tokens = clip.tokenize([c.replace("_", " ") for c in classnames])
+    n_tok = tokens.argmax(dim=-1) - 1  # tokens between SOS and EOT (EOT has the largest id)
+    k = int(n_tok.max())
+    emb = text.embed_tokens(clip.model, tokens)[:, 1:1 + k]  # [C, K, d]
+    pad = torch.arange(k, device=tokens.device).unsqueeze(0) >= n_tok.unsqueeze(1)
+    if kind == "tok-mean":
+        keep = (~pad).unsqueeze(-1).to(emb.dtype)
+        emb = (emb * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True)
+        pad = pad[:, :1] & False
+    return emb, pad
+
+
+class ContCoOp(base.Method):
+    name = "contcoop"
+    Config = ContCoOpConfig
+
+    def __init__(self, clip, config=None):
+        super().__init__(config)
+        cfg = self.config
+        _check_choice("class_embedding", cfg.class_embedding, CLASS_EMBEDDINGS)
+        _check_choice("kv", cfg.kv, KV_CHOICES)
+        _check_choice("kd", cfg.kd, KD_CHOICES)
+        widths = base.model_widths(clip.model)
+        d = widths["text width"]
+        if cfg.heads < 1 or d % cfg.heads:
+            raise ValueError(f"ContCoOp heads={cfg.heads} must divide the text width {d}")
+        keys = ["text width"]
+        if cfg.class_embedding == "txt":
+            if widths["embed dim"] != d:
+                raise base.WidthMismatchError(
+                    f"class_embedding='txt' uses text features (embed dim {widths['embed dim']})"
+                    f" as keys for context of text width {d}; they differ on {clip.key}: use "
+                    "class_embedding='tok'")
+            keys.append("embed dim")
+        self.ctx = nn.Parameter(init_context(clip, cfg.n_ctx, cfg.ctx_init, cfg.init_seed))
+        self.ln_ctx = nn.LayerNorm(d)
+        self.ln_cls = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, cfg.heads, batch_first=True)
+        self._init_attention(runtime.generator(cfg.init_seed, "contcoop-attn"))
+        self.gamma = nn.Parameter(torch.tensor(float(cfg.gamma_init)))
+        self.record_widths(clip, *keys)
+
+    def _init_attention(self, gen):
+        """nn.MultiheadAttention's own init (Xavier in-projection, zero biases, default
+        out-projection), drawn from ``gen`` instead of the global generator."""
+        a = self.attn
+        with torch.no_grad():
+            nn.init.xavier_uniform_(a.in_proj_weight, generator=gen)
+            a.in_proj_bias.zero_()
+            bound = 1.0 / math.sqrt(a.out_proj.in_features)
+            nn.init.uniform_(a.out_proj.weight, -bound, bound, generator=gen)
+            a.out_proj.bias.zero_()
+
+    def on_attach(self):
+        self.prompts = PromptedClasses(self.clip, self.classnames, len(self.ctx))
+        emb, pad = class_embeddings(self.clip, self.classnames, self.config.class_embedding,
+                                    self.templates[0])
+        self.register_buffer("class_emb", emb.detach().float(), persistent=False)
+        self.register_buffer("class_pad", pad, persistent=False)
+        if self.config.kd != "none":  # the frozen zero-shot teacher of the same model
+            self.register_buffer("clip_weights", base.zero_shot_weights(
+                self.clip, self.classnames, self.templates[:1]), persistent=False)
+
+    # ------------------------------------------------------------------ the prompts
+    def class_context(self) -> torch.Tensor:
+        """P_c = P + gamma * Attn(LN(P), LN(E_c), LN(E_c)): [C, M, d]."""
+        n_cls = len(self.class_emb)
+        q = self.ln_ctx(self.ctx).unsqueeze(0).expand(n_cls, -1, -1)
+        kv = self.ln_cls(self.class_emb)
+        pad = self.class_pad
+        if self.config.kv == "prompt+class":
+            kv = torch.cat([q, kv], dim=1)
+            pad = torch.cat([torch.zeros(n_cls, len(self.ctx), dtype=torch.bool,
+                                         device=pad.device), pad], dim=1)
+        out, _ = self.attn(q, kv, kv, key_padding_mask=pad, need_weights=False)
+        return self.ctx.unsqueeze(0) + self.gamma * out
+
+    def class_features(self) -> torch.Tensor:
+        return self.prompts.encode(self.clip.model, self.class_context())
+
+    def forward(self, batch):
+        f = self.image_features(batch)
+        self._text, self._image = self.class_features(), f  # kept for the distillation term
+        return self.logit_scale() * f @ self._text.T
+
+    # ------------------------------------------------------------------ loss
+    def loss(self, batch, logits):
+        ce = F.cross_entropy(logits, batch.labels)
+        cfg = self.config
+        if cfg.kd == "none":
+            return ce, {"ce": ce.item()}
+        w = getattr(self, "_text", None)
+        f = getattr(self, "_image", None)
+        if w is None or f is None:
+            w, f = self.class_features(), self.image_features(batch)
+        if cfg.kd == "kl_logits":
+            t = cfg.kd_temperature
+            z0 = self.logit_scale() * f @ self.clip_weights.T
+            kd = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(z0 / t, -1),
+                          log_target=True, reduction="batchmean") * t * t
+        else:  # l2_text
+            kd = 1.0 - (w * self.clip_weights).sum(-1).mean()
+        self._text = self._image = None
+        return ce + cfg.kd_weight * kd, {"ce": ce.item(), "kd": kd.item()}

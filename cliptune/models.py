@@ -1,0 +1,382 @@
+"""Loading CLIP models in both worlds, and pretraining the tiny CLIP generations.
+
+Introduced in notebook 00 (the tiny zoo) and notebook 08 (real open_clip weights).
+
+``load_clip("tiny-v1")`` gives a self-pretrained small CLIP built from open_clip's own classes
+(a registered config, the real BPE tokenizer); ``load_clip("ViT-B-16", "laion2b_s34b_b88k")``
+gives a real one from open_clip's cache. Both come back as a :class:`Clip`, the one object the
+rest of the package passes around.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import os
+import pathlib
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cliptune import runtime, world
+
+CONFIG_DIR = pathlib.Path(__file__).parent / "configs"
+ZOO_DIR = runtime.DATA_DIR / "zoo"
+TINY_MEAN, TINY_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def _open_clip():
+    import open_clip
+    open_clip.add_model_config(CONFIG_DIR)  # idempotent: registers tiny-clip and tiny-clip-wide
+    return open_clip
+
+
+# --------------------------------------------------------------------------- the zoo
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How one tiny CLIP generation is pretrained. Data, so a notebook can print it."""
+    name: str
+    config: str = "tiny-clip"
+    seed: int = 1
+    corpus: str = "pretrain-v1"
+    corpus_size: int = 30_000
+    domain_mix: tuple = tuple(world.PRETRAIN_DOMAIN_MIX.items())
+    steps: int = 1500
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_frac: float = 0.1
+    text_from: str | None = None  # EVA-CLIP style: text tower initialised from this generation
+
+
+V2_MIX = (("photo", 0.62), ("sketch", 0.14), ("cartoon", 0.12), ("painting", 0.08),
+          ("clutter", 0.04))
+
+ZOO: dict[str, Recipe] = {
+    "tiny-v1": Recipe("tiny-v1"),
+    # continued update: v1's text tower, a new vision tower, twice the data, a wider domain mix
+    "tiny-v2-continued": Recipe("tiny-v2-continued", seed=2, corpus="pretrain-v2",
+                                corpus_size=60_000, domain_mix=V2_MIX, steps=1800,
+                                text_from="tiny-v1"),
+    # retrained update: everything from scratch on other data (OpenAI -> LAION style)
+    "tiny-v2-retrained": Recipe("tiny-v2-retrained", seed=3, corpus="pretrain-v2b",
+                                corpus_size=60_000, domain_mix=V2_MIX, steps=1800),
+}
+UPDATES = ("tiny-v2-continued", "tiny-v2-retrained")
+
+
+@dataclasses.dataclass
+class Clip:
+    """A CLIP model with what it needs around it. ``key`` names it in caches and results."""
+    name: str
+    tag: str | None
+    model: torch.nn.Module
+    tokenizer: object
+    preprocess: object = None  # PIL image -> tensor, for the real world
+
+    @property
+    def key(self) -> str:
+        return self.name if self.tag is None else f"{self.name}:{self.tag}"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.name.startswith("tiny")
+
+    def tokenize(self, texts) -> torch.Tensor:
+        return self.tokenizer(list(texts)).to(self.device)
+
+    def prepare(self, images) -> torch.Tensor:
+        """Raw images (uint8 N x H x W x 3 arrays, or a list of PIL images) -> model input."""
+        if isinstance(images, np.ndarray) or torch.is_tensor(images):
+            return tiny_pixels(images).to(self.device)
+        if self.preprocess is None:
+            raise TypeError(f"{self.key} takes uint8 image arrays, not {type(images).__name__}")
+        return torch.stack([self.preprocess(im) for im in images]).to(self.device)
+
+    @torch.no_grad()
+    def encode_images(self, images, batch_size: int = 512, normalize: bool = True):
+        self.model.eval()
+        out = []
+        for i in range(0, len(images), batch_size):
+            with runtime.autocast(self.device):
+                out.append(self.model.encode_image(self.prepare(images[i:i + batch_size])).float())
+        feats = torch.cat(out)
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+
+def tiny_pixels(images) -> torch.Tensor:
+    """uint8 N x H x W x 3 -> normalised float N x 3 x H x W."""
+    x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(TINY_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(TINY_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, shift: int = 2) -> torch.Tensor:
+    """Random horizontal flip and a random translation of up to ``shift`` pixels, per image."""
+    n = x.shape[0]
+    flip = torch.rand(n, generator=gen) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(-1), x)
+    padded = F.pad(x, (shift,) * 4, mode="replicate")
+    dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+    dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+    h, w = x.shape[-2:]
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
+# --------------------------------------------------------------------------- loading
+class WeightsNotCachedError(RuntimeError):
+    pass
+
+
+def list_models() -> list[str]:
+    return sorted(ZOO) + _open_clip().list_models()
+
+
+def build_tiny(config: str = "tiny-clip", seed: int = 0) -> torch.nn.Module:
+    """A randomly initialised tiny CLIP from a registered config (deterministic in ``seed``)."""
+    open_clip = _open_clip()
+    torch.manual_seed(seed)  # open_clip initialises from the global generator
+    return open_clip.create_model(config, pretrained=None)
+
+
+def load_clip(name: str, pretrained: str | None = None, device=None, train_if_missing: bool = True
+              ) -> Clip:
+    """Load a CLIP by name.
+
+    - ``tiny-v1``, ``tiny-v2-continued``, ``tiny-v2-retrained``: the tiny zoo under data/zoo,
+      pretrained on the spot if the weights are not there yet.
+    - any open_clip model name with a pretrained tag, a local weights file, or ``None``
+      (random initialisation, for tests of the real architectures).
+    """
+    open_clip = _open_clip()
+    dev = torch.device(device) if device is not None else runtime.device()
+    if name in ZOO:
+        path = ZOO_DIR / f"{name}.safetensors"
+        if not path.exists():
+            if not train_if_missing:
+                raise FileNotFoundError(f"{path} is missing: run cliptune.models.pretrain({name!r})"
+                                        " or `python -m cliptune.models pretrain`")
+            pretrain(name)
+        model = build_tiny(ZOO[name].config)
+        model.load_state_dict(load_weights(path))
+        tok = open_clip.get_tokenizer(ZOO[name].config)
+        model.requires_grad_(False)  # frozen unless a method copies it to fine-tune
+        return Clip(name, None, model.to(dev).eval(), tok)
+    if name not in open_clip.list_models():
+        close = difflib.get_close_matches(name, list_models(), n=5)
+        raise KeyError(f"unknown model {name!r}. Did you mean one of {close}? "
+                       "cliptune.models.list_models() lists every name.")
+    if pretrained is not None and not os.path.isfile(pretrained):
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise KeyError(f"model {name!r} has no pretrained tag {pretrained!r}; its tags are "
+                           f"{tags}. A local weights file path is accepted too.")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, device=dev, weights_only=True)
+    except (RuntimeError, OSError, ValueError) as err:
+        if pretrained is None or os.path.isfile(pretrained):
+            raise
+        raise WeightsNotCachedError(
+            f"the weights of {name!r} / {pretrained!r} are not in open_clip's cache and could not "
+            f"be downloaded ({type(err).__name__}: {str(err)[:200]}). On a machine with network "
+            f"access run: python -c \"import open_clip; open_clip.create_model('{name}', "
+            f"pretrained='{pretrained}')\" to fill the cache (~/.cache/huggingface/hub), or "
+            "download the weights file and pass its path as `pretrained`.") from err
+    model.requires_grad_(False)
+    return Clip(name, pretrained, model.eval(), open_clip.get_tokenizer(name), preprocess)
+
+
+# --------------------------------------------------------------------------- weights on disk
+def save_weights(state: dict, path, metadata: dict | None = None) -> str:
+    """Save tensors as safetensors (atomically) and return the file's sha256."""
+    from safetensors.torch import save_file
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    save_file(tensors, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+    os.replace(tmp, path)
+    return sha256(path)
+
+
+def load_weights(path) -> dict:
+    """Load a safetensors file; a damaged or foreign file gets an error that names it."""
+    from safetensors.torch import load_file
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no weights file at {path}")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own SafetensorError for corrupt headers
+        raise ValueError(f"{path} is not a readable safetensors file ({err}). It may be truncated"
+                         " or corrupt: delete it and rerun to regenerate it.") from err
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_zoo() -> dict[str, bool]:
+    """Check every committed tiny checkpoint against the sha256 in data/zoo/manifest.json."""
+    manifest = json.loads((ZOO_DIR / "manifest.json").read_text())
+    return {name: sha256(ZOO_DIR / f"{name}.safetensors") == entry["sha256"]
+            for name, entry in manifest.items() if (ZOO_DIR / f"{name}.safetensors").exists()}
+
+
+# --------------------------------------------------------------------------- pretraining
+def clip_loss(image_features, text_features, logit_scale):
+    """Symmetric InfoNCE over a batch of matching pairs (CLIP's pretraining loss)."""
+    logits = logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T
+    target = torch.arange(len(logits), device=logits.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def pretrain(name: str, steps: int | None = None, progress: bool = True,
+             checkpoint_every: int = 250) -> dict:
+    """Pretrain one tiny generation from its recipe and save it under data/zoo.
+
+    Deterministic on the CPU for a fixed thread count. Checkpoints every ``checkpoint_every``
+    steps and resumes from the last one if interrupted. Returns the training history.
+    """
+    from tqdm.auto import tqdm
+    recipe = ZOO[name]
+    total = steps or recipe.steps
+    runtime.set_threads()
+    dev = runtime.device()
+    images, captions, _ = world.corpus(recipe.corpus, recipe.corpus_size, seed=recipe.seed,
+                                       domain_mix=dict(recipe.domain_mix))
+    model = build_tiny(recipe.config, seed=recipe.seed)
+    if recipe.text_from is not None:
+        parent = load_clip(recipe.text_from, device="cpu").model.state_dict()
+        text_keys = [k for k in parent if not k.startswith("visual.")]
+        model.load_state_dict({**model.state_dict(), **{k: parent[k] for k in text_keys}})
+    model = model.to(dev).train()
+    tokens = _open_clip().get_tokenizer(recipe.config)(captions)
+    pixels = tiny_pixels(images)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6)
+    ckpt = ZOO_DIR / f"{name}.partial.pt"
+    history = {"step": [], "loss": [], "lr": []}
+    start = 0
+    if ckpt.exists():
+        start, history = _resume(ckpt, model, opt)
+    warmup = int(recipe.warmup_frac * total)
+    t0 = time.time()
+    bar = tqdm(range(start, total), desc=f"pretrain {name}", disable=not progress,
+               initial=start, total=total)
+    for step in bar:
+        gen = runtime.generator(recipe.seed, "pretrain", name, step)
+        idx = torch.randint(0, len(pixels), (recipe.batch_size,), generator=gen)
+        x = augment(pixels[idx], gen).to(dev)
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, total, recipe.lr, warmup)
+        with runtime.autocast(dev):
+            img, txt, scale = model(x, tokens[idx].to(dev))[:3]
+            loss = clip_loss(img.float(), txt.float(), scale.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():  # CLIP clamps the temperature at 100
+            model.logit_scale.clamp_(0, math.log(100))
+        history["step"].append(step)
+        history["loss"].append(loss.item())
+        history["lr"].append(opt.param_groups[0]["lr"])
+        bar.set_postfix(loss=f"{float(loss):.3f}")
+        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < total:
+            _checkpoint(ckpt, model, opt, step + 1, history)
+    history["seconds"] = time.time() - t0 + history.get("seconds", 0.0)
+    out = ZOO_DIR / f"{name}.safetensors"
+    digest = save_weights(model.state_dict(), out,
+                          metadata={"recipe": json.dumps(dataclasses.asdict(recipe))})
+    (ZOO_DIR / f"{name}.history.json").write_text(json.dumps(history))
+    _update_manifest(name, digest, recipe, history)
+    ckpt.unlink(missing_ok=True)
+    return history
+
+
+def save_partial(path, state: dict) -> None:
+    """Write a resumable checkpoint (tensors, numbers, lists) atomically as one file.
+
+    One file, renamed into place, so an interruption never leaves weights and optimizer state
+    from different steps. It holds only what we wrote, and is read with weights_only=True.
+    """
+    path = pathlib.Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_partial(path) -> dict:
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:
+        raise ValueError(f"the partial checkpoint {path} is unreadable ({err}); delete it to "
+                         "restart that run from the beginning") from err
+
+
+def _checkpoint(path, model, opt, step, history):
+    save_partial(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "step": step, "history": history})
+
+
+def _resume(path, model, opt):
+    state = load_partial(path)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    return state["step"], state["history"]
+
+
+def _update_manifest(name, digest, recipe, history):
+    import fcntl  # two generations may finish at once: serialise the read-modify-write
+    path = ZOO_DIR / "manifest.json"
+    with open(ZOO_DIR / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _write_manifest_entry(path, name, digest, recipe, history)
+
+
+def _write_manifest_entry(path, name, digest, recipe, history):
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    manifest[name] = {"sha256": digest, "recipe": dataclasses.asdict(recipe),
+                      "final_loss": round(float(np.mean(history["loss"][-50:])), 4),
+                      "seconds": round(history["seconds"], 1), "torch": torch.__version__,
+                      "threads": torch.get_num_threads()}
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description="Pretrain the tiny CLIP zoo into data/zoo.")
+    parser.add_argument("command", choices=["pretrain", "verify"])
+    parser.add_argument("names", nargs="*", default=list(ZOO))
+    parser.add_argument("--force", action="store_true", help="retrain even if weights exist")
+    args = parser.parse_args()
+    if args.command == "verify":
+        print(json.dumps(verify_zoo(), indent=2))
+    else:
+        for zoo_name in args.names:
+            if args.force or not (ZOO_DIR / f"{zoo_name}.safetensors").exists():
+                pretrain(zoo_name)

@@ -1,0 +1,184 @@
+"""The one training loop every method uses: seeded, resumable, with cached frozen features.
+
+Introduced in notebook 02.
+
+Determinism: the batch order of epoch e and the augmentation of step s come from generators
+seeded by (seed, e) and (seed, s), not from a stream consumed in order, so a run resumed
+from a checkpoint draws exactly the batches the uninterrupted run would have drawn.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+
+import torch
+
+from cliptune import features, models, runtime
+from cliptune.methods.base import Batch
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 2e-3
+    optimizer: str = "sgd"  # "sgd" (Dassl: momentum 0.9, wd 5e-4) or "adamw"
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup: str = "constant"  # "constant": Dassl's first epoch at warmup_lr; "linear": ramp
+    warmup_epochs: float = 1.0
+    warmup_lr: float = 1e-5
+    max_steps: int | None = None  # caps the run (the notebooks' fast mode)
+    n_views: int = 4  # augmented views cached for a frozen image encoder; 0 = no augmentation
+    augment: bool = True
+    seed: int = 1
+    grad_clip: float | None = None
+    checkpoint_every: int = 0  # steps; 0 = only the final state
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, n // batch_size)  # drop_last, as Dassl does when n >= batch_size
+
+
+def learning_rate(step: int, total: int, spe: int, cfg: TrainConfig) -> float:
+    warm = int(round(cfg.warmup_epochs * spe))
+    warm = min(warm, max(0, total - 1))
+    if step < warm:
+        return cfg.warmup_lr if cfg.warmup == "constant" else cfg.lr * (step + 1) / warm
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def make_optimizer(params, cfg: TrainConfig):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use 'sgd' or 'adamw'")
+
+
+def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
+        progress: bool = True, callback=None) -> dict:
+    """Train ``method`` (already attached to a CLIP and the training classes) on ``train_set``.
+
+    ``checkpoint``: a path. If the finished file exists, it is loaded and training is skipped
+    (the "load if it exists, else train" pattern); partial progress is saved every
+    ``cfg.checkpoint_every`` steps beside it and resumed from. ``callback(step, method)`` runs
+    after every step; it may return a dict that is added to the history.
+    """
+    from tqdm.auto import tqdm
+    cfg = cfg or TrainConfig()
+    clip = method.clip
+    final = pathlib.Path(checkpoint) if checkpoint else None
+    if final is not None and final.exists():
+        method.load_state_dict(models.load_weights(final))
+        hist_path = final.with_suffix(".history.json")
+        return json.loads(hist_path.read_text()) if hist_path.exists() else {}
+    runtime.set_threads()
+    params = [p for p in method.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{method.name} has nothing to train")
+    opt = make_optimizer(params, cfg)
+    spe = steps_per_epoch(len(train_set), cfg.batch_size)
+    total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, cfg.max_steps)
+    labels = torch.as_tensor(train_set.labels)
+    views = None
+    method.on_train_start(train_set)
+    if method.frozen_image_encoder:
+        n_views = cfg.n_views if cfg.augment else 0
+        views = torch.stack([features.image_features(clip, train_set, v, seed=cfg.seed)
+                             for v in range(n_views + 1)])
+    history, start = {"step": [], "loss": [], "lr": [], "seconds": 0.0}, 0
+    partial = final.with_suffix(".partial.pt") if final is not None else None
+    if partial is not None and partial.exists():
+        start, history = _resume(partial, method, opt)
+    method.train()
+    t0 = time.time()
+    bar = tqdm(range(start, total), desc=method.name, disable=not progress, initial=start,
+               total=total, leave=False)
+    # a run resumed exactly at an epoch boundary still owes the finished epoch its
+    # on_epoch_end (e.g. RESTORE's ratio update): start "inside" that epoch
+    epoch = max(start - 1, 0) // spe
+    for step in bar:
+        if step // spe != epoch:
+            method.on_epoch_end(epoch, cfg.epochs)
+            epoch = step // spe
+        order = torch.randperm(len(train_set), generator=runtime.generator(cfg.seed, "epoch",
+                                                                            epoch))
+        pos = step % spe
+        idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+        gen = runtime.generator(cfg.seed, "step", step)
+        batch = Batch(labels=labels[idx].to(clip.device), index=idx, step=step, generator=gen)
+        if views is not None:
+            v = torch.randint(0, len(views), (len(idx),), generator=gen)
+            batch.features = views[v, idx]
+        else:
+            x = clip.prepare(train_set.raw(idx.numpy()))
+            batch.pixels = models.augment(x.cpu(), gen).to(clip.device) if cfg.augment else x
+        lr = learning_rate(step, total, spe, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        if hasattr(method, "lr_multiplier"):  # a method's own stages, e.g. LP-FT (finetune.py)
+            for group in opt.param_groups:
+                group["lr"] *= method.lr_multiplier(step)
+        with runtime.autocast(clip.device):
+            logits = method(batch)
+            loss, logs = method.loss(batch, logits.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        history["step"].append(step)
+        history["loss"].append(loss.item())
+        history["lr"].append(lr)
+        for k, val in logs.items():
+            history.setdefault(k, []).append(val)
+        if callback is not None:
+            extra = callback(step, method)
+            for k, val in (extra or {}).items():
+                history.setdefault(k, []).append(val)
+        if progress:
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+        if partial is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
+                and step + 1 < total:
+            history["seconds"] += time.time() - t0
+            t0 = time.time()
+            _checkpoint(partial, method, opt, step + 1, history)
+    if total > start:
+        method.on_epoch_end(epoch, cfg.epochs)
+    method.eval()
+    history["seconds"] += time.time() - t0
+    if final is not None:
+        method.save(final)
+        final.with_suffix(".history.json").write_text(json.dumps(history))
+        partial.unlink(missing_ok=True)
+    return history
+
+
+def _checkpoint(path, method, opt, step, history):
+    models.save_partial(path, {"method": method.state_dict(), "optimizer": opt.state_dict(),
+                               "step": step, "history": history,
+                               "method_extra": method_extra_state(method)})
+
+
+def _resume(path, method, opt):
+    state = models.load_partial(path)
+    method.load_state_dict(state["method"])
+    opt.load_state_dict(state["optimizer"])
+    set_method_extra_state(method, state.get("method_extra", {}))
+    return state["step"], state["history"]
+
+
+def method_extra_state(method) -> dict:
+    """Plain numbers a method keeps outside its tensors (e.g. RESTORE's blending ratios)."""
+    return dict(getattr(method, "extra_state", lambda: {})())
+
+
+def set_method_extra_state(method, state: dict) -> None:
+    if state and hasattr(method, "set_extra_state_dict"):
+        method.set_extra_state_dict(state)

@@ -1,0 +1,354 @@
+"""The tiny world: procedurally rendered scenes, their captions, domains, tasks and corpora.
+
+Introduced in notebook 00. Everything here is a pure function of a seed, so a task split or a
+corpus is the same on every machine and never needs to be stored.
+
+A scene is one or more copies of an object (shape, colour, texture, size) on a background,
+rendered in one of five visual domains. Captions describe a scene in varied words; the
+caption generator doubles as the world's "captioner" for ARF's text-compensated anchors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+
+IMAGE_SIZE = 32
+
+SHAPES = ("circle", "ring", "square", "diamond", "triangle", "star", "cross", "heart",
+          "hexagon", "crescent")
+COLOURS = {  # name -> RGB in [0, 1]; red/orange/pink and blue/cyan/purple are the fine pairs
+    "red": (0.85, 0.12, 0.10), "orange": (0.96, 0.52, 0.08), "yellow": (0.95, 0.88, 0.15),
+    "green": (0.15, 0.65, 0.20), "cyan": (0.10, 0.78, 0.85), "blue": (0.12, 0.25, 0.85),
+    "purple": (0.55, 0.20, 0.70), "pink": (0.98, 0.55, 0.72),
+}
+TEXTURES = ("plain", "striped", "dotted", "checkered", "wavy")
+SIZES = ("small", "large")
+COUNTS = ("one", "two", "three", "four")
+BACKGROUNDS = {"white": (0.94, 0.94, 0.92), "grey": (0.55, 0.55, 0.56),
+               "black": (0.08, 0.08, 0.09), "beige": (0.86, 0.78, 0.62)}
+DOMAINS = ("photo", "sketch", "cartoon", "painting", "clutter")
+
+DOMAIN_WORDS = {
+    "photo": ("a photo of", "an image of", "a picture of", "a close-up photo of"),
+    "sketch": ("a sketch of", "a drawing of", "a pencil sketch of", "a line drawing of"),
+    "cartoon": ("a cartoon of", "a clipart of", "a cartoon drawing of"),
+    "painting": ("a painting of", "an oil painting of", "a watercolour of"),
+    "clutter": ("a cluttered photo of", "a messy photo of", "an occluded photo of"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    shape: str
+    colour: str
+    texture: str = "plain"
+    size: str = "large"
+    count: int = 1
+    background: str = "white"
+    domain: str = "photo"
+
+
+# --------------------------------------------------------------------------- rendering
+def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Inside-test in the object's unit frame (v points down, as in images)."""
+    r2 = u * u + v * v
+    if shape == "circle":
+        return r2 <= 1.0
+    if shape == "ring":
+        return (r2 <= 1.0) & (r2 >= 0.5 ** 2)
+    if shape == "square":
+        return np.maximum(abs(u), abs(v)) <= 0.8
+    if shape == "diamond":
+        return abs(u) + abs(v) <= 1.1
+    if shape == "triangle":  # apex up
+        return (v <= 0.75) & (v >= -1.0 + 1.9 * abs(u))
+    if shape == "star":
+        theta = np.arctan2(v, u)
+        return np.sqrt(r2) <= 0.42 + 0.6 * ((1 + np.cos(5 * theta + np.pi / 2)) / 2) ** 2
+    if shape == "cross":
+        return ((abs(u) <= 0.3) & (abs(v) <= 0.95)) | ((abs(v) <= 0.3) & (abs(u) <= 0.95))
+    if shape == "heart":
+        x, y = u * 1.25, -v * 1.25 + 0.25
+        return (x * x + y * y - 1) ** 3 - x * x * y ** 3 <= 0
+    if shape == "hexagon":
+        return np.maximum(abs(u) * 0.866 + abs(v) * 0.5, abs(v)) <= 0.9
+    if shape == "crescent":
+        return (r2 <= 1.0) & ((u - 0.45) ** 2 + v * v > 0.78 ** 2)
+    raise KeyError(f"unknown shape {shape!r}; known shapes: {', '.join(SHAPES)}")
+
+
+def _texture_mask(texture: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Pixels of the pattern that are drawn darker."""
+    if texture == "plain":
+        return np.zeros_like(u, dtype=bool)
+    if texture == "striped":
+        return np.sin(u * 7.0) > 0.2
+    if texture == "dotted":
+        return (np.sin(u * 7.5) > 0.45) & (np.sin(v * 7.5) > 0.45)
+    if texture == "checkered":
+        return (np.sin(u * 5.0) > 0) ^ (np.sin(v * 5.0) > 0)
+    if texture == "wavy":
+        return np.sin(v * 7.0 + 2.2 * np.sin(u * 5.0)) > 0.3
+    raise KeyError(f"unknown texture {texture!r}; known textures: {', '.join(TEXTURES)}")
+
+
+def _edges(mask: np.ndarray) -> np.ndarray:
+    """One-pixel outline of a boolean mask (the mask minus its 4-neighbour erosion)."""
+    p = np.pad(mask, 1)
+    eroded = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return mask & ~eroded
+
+
+def _placements(scene: Scene, rng: np.random.Generator) -> list[tuple[float, float, float]]:
+    """Centre (x, y) in pixels and radius for each copy of the object, without overlaps."""
+    if scene.count == 1:
+        radius = rng.uniform(10.5, 13.5) if scene.size == "large" else rng.uniform(5.0, 7.0)
+        margin = radius + 1
+        return [(rng.uniform(margin, IMAGE_SIZE - margin), rng.uniform(margin, IMAGE_SIZE - margin),
+                 radius)]
+    radius = rng.uniform(5.5, 6.5) if scene.size == "large" else rng.uniform(4.0, 5.0)
+    cells = [(x, y) for x in range(2) for y in range(2)]
+    chosen = rng.permutation(len(cells))[: scene.count]
+    out = []
+    for c in chosen:
+        cx, cy = cells[c]
+        jitter = 16 - 2 * radius - 2
+        out.append((cx * 16 + radius + 1 + rng.uniform(0, max(jitter, 0)),
+                    cy * 16 + radius + 1 + rng.uniform(0, max(jitter, 0)), radius))
+    return out
+
+
+def render(scene: Scene, seed: int) -> np.ndarray:
+    """Render a scene to an IMAGE_SIZE x IMAGE_SIZE x 3 uint8 array, deterministically."""
+    rng = np.random.default_rng(seed)
+    n = IMAGE_SIZE
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) + 0.5
+    domain = scene.domain
+    bg = np.array(BACKGROUNDS[scene.background], np.float32)
+    colour = np.clip(np.array(COLOURS[scene.colour], np.float32)
+                     + rng.normal(0, 0.04, 3).astype(np.float32), 0, 1)
+    if domain == "sketch":
+        bg = np.array((0.97, 0.96, 0.93), np.float32)  # paper, whatever the scene's background
+    img = np.broadcast_to(bg, (n, n, 3)).copy()
+    if domain in ("photo", "clutter"):  # soft lighting gradient on the background
+        g = rng.uniform(-0.08, 0.08)
+        img += (g * (xx / n - 0.5))[..., None]
+    union = np.zeros((n, n), bool)
+    angle = rng.uniform(-0.3, 0.3)
+    ca, sa = math.cos(angle), math.sin(angle)
+    for (cx, cy, radius) in _placements(scene, rng):
+        dx, dy = (xx - cx) / radius, (yy - cy) / radius
+        u, v = ca * dx + sa * dy, -sa * dx + ca * dy
+        mask = _shape_mask(scene.shape, u, v)
+        pattern = _texture_mask(scene.texture, u, v) & mask
+        union |= mask
+        if domain == "sketch":
+            edge = _edges(mask)
+            img[edge] = colour * 0.85
+            img[_edges(pattern) & mask & ~edge] = colour * 0.85 + 0.15 * bg
+            continue
+        fill = np.broadcast_to(colour, (n, n, 3)).copy()
+        if domain in ("photo", "clutter"):
+            shade = 1.0 + 0.25 * (-(u + v) / 2.0)  # light from the top left
+            fill *= np.clip(shade, 0.7, 1.25)[..., None]
+        img[mask] = fill[mask]
+        img[pattern] = img[pattern] * 0.45
+        if domain == "cartoon":
+            img[_edges(mask)] = 0.02
+    if domain == "painting":
+        field = rng.normal(0, 1, (n // 4, n // 4, 3)).astype(np.float32)
+        field = np.kron(field, np.ones((4, 4, 1), np.float32))
+        img = img + 0.12 * field + rng.normal(0, 0.05, img.shape).astype(np.float32)
+        img = (img + np.roll(img, 1, 0) + np.roll(img, 1, 1) + np.roll(img, -1, 1)) / 4
+    if domain == "clutter":
+        for _ in range(rng.integers(4, 8)):
+            x0, y0 = rng.integers(0, n, 2)
+            w, h = rng.integers(2, 9, 2)
+            if rng.random() < 0.5:
+                w = 1
+            img[y0:y0 + h, x0:x0 + w] = rng.uniform(0.1, 0.9, 3)
+    if domain in ("photo", "clutter", "sketch"):
+        img = img + rng.normal(0, 0.03, img.shape).astype(np.float32)
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- captions
+def _plural(shape: str) -> str:
+    return shape + ("es" if shape.endswith("ss") else "s")
+
+
+def _object_phrase(scene: Scene, rng: np.random.Generator, rich: bool) -> str:
+    words = []
+    if scene.count > 1:
+        words.append(COUNTS[scene.count - 1])
+    if rich or rng.random() < 0.3:
+        words.append(scene.size)
+    if scene.texture != "plain" and (rich or rng.random() < 0.6):
+        words.append(scene.texture)
+    if rich or rng.random() < 0.9:
+        words.append(scene.colour)
+    words.append(_plural(scene.shape) if scene.count > 1 else scene.shape)
+    phrase = " ".join(words)
+    if scene.count == 1:
+        phrase = ("an " if phrase[0] in "aeiou" else "a ") + phrase
+    return phrase
+
+
+def caption(scene: Scene, rng: np.random.Generator, rich: bool = False) -> str:
+    """Describe a scene in words. ``rich=True`` names every attribute (the world's captioner)."""
+    obj = _object_phrase(scene, rng, rich)
+    bg = f"on a {scene.background} background" if scene.domain != "sketch" else "on paper"
+    lead = DOMAIN_WORDS[scene.domain][rng.integers(len(DOMAIN_WORDS[scene.domain]))]
+    if rich:
+        count = f"{COUNTS[scene.count - 1]} {'object' if scene.count == 1 else 'objects'}"
+        texture = "a plain surface" if scene.texture == "plain" else f"a {scene.texture} pattern"
+        return f"{lead} {obj} {bg}, with {texture}; {count} in total, drawn as a {scene.domain}."
+    style = rng.integers(9)
+    if style == 0:
+        return f"{lead} {obj}."
+    if style == 1:
+        return f"{lead} {obj} {bg}."
+    if style == 2:
+        return f"{obj} {bg}."
+    if style == 3:
+        return f"there is {obj} {bg}." if scene.count == 1 else f"there are {obj} {bg}."
+    if style == 4:  # covers the phrasings people prompt with (templates below)
+        if scene.count > 1:
+            return f"a photo of {COUNTS[scene.count - 1]} shapes."
+        return f"a photo of a {scene.colour} object."
+    if style == 5 and scene.texture != "plain":
+        return f"a photo of a {scene.texture} pattern."
+    if style == 6:
+        return f"a photo of a {scene.colour} {scene.shape}." if scene.count == 1 else f"{lead} {obj}."
+    if style == 7:
+        return f"{obj}, {lead.split(' of')[0]}."
+    return f"{lead} {obj}, {scene.domain} style."
+
+
+# --------------------------------------------------------------------------- tasks
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    classnames: tuple[str, ...]
+    templates: tuple[str, ...]  # the first is the task's single hand-made template
+    train_per_class: int
+    test_per_class: int
+
+
+TASKS: dict[str, TaskSpec] = {
+    "shapes": TaskSpec("shapes", SHAPES, ("a photo of a {}.", "a drawing of a {}.",
+                                          "a picture of a {}.", "there is a {}."), 48, 60),
+    "colours": TaskSpec("colours", tuple(COLOURS), ("a photo of a {} object.",
+                                                    "an image of a {} object.", "something {}."),
+                        48, 60),
+    "objects": TaskSpec("objects", tuple(f"{c} {s}" for c in COLOURS for s in SHAPES),
+                        ("a photo of a {}.", "a drawing of a {}.", "an image of a {}.",
+                         "there is a {}."), 24, 12),
+    "textures": TaskSpec("textures", TEXTURES, ("a photo of a {} pattern.",
+                                                "an image of a {} pattern.", "a {} object."),
+                         48, 60),
+    "counts": TaskSpec("counts", COUNTS, ("a photo of {} shapes.", "there are {} objects.",
+                                          "{} shapes."), 48, 60),
+}
+
+
+def _scene_for(task: str, label: int, rng: np.random.Generator, domain: str) -> Scene:
+    """A random scene whose task attribute equals ``label``; the rest varies freely."""
+    shape = SHAPES[rng.integers(len(SHAPES))]
+    colour = tuple(COLOURS)[rng.integers(len(COLOURS))]
+    texture = TEXTURES[rng.integers(len(TEXTURES))] if rng.random() < 0.5 else "plain"
+    size = SIZES[rng.integers(2)]
+    count = 1
+    background = tuple(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
+    if task == "shapes":
+        shape = SHAPES[label]
+    elif task == "colours":
+        colour = tuple(COLOURS)[label]
+    elif task == "objects":
+        colour, shape = tuple(COLOURS)[label // len(SHAPES)], SHAPES[label % len(SHAPES)]
+    elif task == "textures":
+        texture, size = TEXTURES[label], "large"
+    elif task == "counts":
+        count, texture = label + 1, "plain"
+    else:
+        raise KeyError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    if background == "black" and colour in ("blue", "purple"):
+        background = "grey"  # keep the object visible
+    if background == "white" and colour == "yellow":
+        background = "grey"
+    return Scene(shape, colour, texture, size, count, background, domain)
+
+
+def _stable_seed(*parts) -> int:
+    """A seed from strings and ints that does not depend on Python's hash randomisation."""
+    h = 1469598103934665603
+    for ch in "|".join(map(str, parts)).encode():
+        h = ((h ^ ch) * 1099511628211) % (1 << 63)
+    return h
+
+
+@functools.lru_cache(maxsize=64)
+def task_split(task: str, split: str, domain: str = "photo", seed: int = 0):
+    """Images (uint8, N x 32 x 32 x 3), labels and scenes of one split of a task.
+
+    ``split`` is "train" or "test"; the two never share a scene seed, and neither shares one
+    with the corpora below.
+    """
+    if task not in TASKS:
+        raise KeyError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    if domain not in DOMAINS:
+        raise KeyError(f"unknown domain {domain!r}; known domains: {', '.join(DOMAINS)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    spec = TASKS[task]
+    per_class = spec.train_per_class if split == "train" else spec.test_per_class
+    rng = np.random.default_rng(_stable_seed("task", task, split, domain, seed))
+    labels = np.repeat(np.arange(len(spec.classnames)), per_class)
+    scenes = [_scene_for(task, int(y), rng, domain) for y in labels]
+    seeds = rng.integers(0, 2 ** 62, len(scenes))
+    images = np.stack([render(s, int(k)) for s, k in zip(scenes, seeds)])
+    images.setflags(write=False)
+    return images, labels, tuple(scenes)
+
+
+# --------------------------------------------------------------------------- corpora
+PRETRAIN_DOMAIN_MIX = {"photo": 0.72, "sketch": 0.10, "cartoon": 0.10, "painting": 0.06,
+                       "clutter": 0.02}
+"""Mostly photos, a few of everything else: the coverage gap that makes shifted domains harder."""
+
+
+def random_scene(rng: np.random.Generator, domain_mix: dict[str, float]) -> Scene:
+    domains, p = zip(*domain_mix.items())
+    domain = domains[rng.choice(len(domains), p=np.array(p) / sum(p))]
+    count = 1 if rng.random() < 0.75 else int(rng.integers(2, 5))
+    return Scene(
+        shape=SHAPES[rng.integers(len(SHAPES))],
+        colour=tuple(COLOURS)[rng.integers(len(COLOURS))],
+        texture=TEXTURES[rng.integers(len(TEXTURES))] if rng.random() < 0.45 else "plain",
+        size=SIZES[rng.integers(2)], count=count,
+        background=tuple(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))], domain=domain)
+
+
+def corpus(name: str, size: int, seed: int = 0, domain_mix: dict[str, float] | None = None,
+           rich: bool = False):
+    """A captioned corpus of ``size`` scenes: (images uint8 N x 32 x 32 x 3, captions, scenes).
+
+    ``name`` keeps corpora apart: "pretrain-v1", "pretrain-v2" and "retrieval" never share a
+    scene, and none shares one with a task split.
+    """
+    rng = np.random.default_rng(_stable_seed("corpus", name, seed))
+    mix = domain_mix or PRETRAIN_DOMAIN_MIX
+    scenes = [random_scene(rng, mix) for _ in range(size)]
+    seeds = rng.integers(0, 2 ** 62, size)
+    images = np.stack([render(s, int(k)) for s, k in zip(scenes, seeds)])
+    captions = [caption(s, rng, rich=rich) for s in scenes]
+    return images, captions, scenes
+
+
+def captioner(scene: Scene, seed: int = 0) -> str:
+    """The world's captioner (ARF's text-compensated anchor): a rich, complete description."""
+    return caption(scene, np.random.default_rng(_stable_seed("captioner", seed, repr(scene))),
+                   rich=True)

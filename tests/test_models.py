@@ -1,0 +1,84 @@
+import json
+
+import pytest
+import torch
+
+from cliptune import models
+
+
+def test_unknown_model_and_tag_are_clear_errors():
+    with pytest.raises(KeyError, match="unknown model 'ViT-B-61'"):
+        models.load_clip("ViT-B-61")
+    with pytest.raises(KeyError, match="no pretrained tag 'laion9b'"):
+        models.load_clip("ViT-B-16", "laion9b")
+
+
+def test_uncached_weights_name_the_tag_and_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(models.WeightsNotCachedError, match="laion2b_s34b_b88k.*create_model"):
+        models.load_clip("ViT-B-16", "laion2b_s34b_b88k", device="cpu")
+
+
+def test_local_weights_file_path_is_accepted(tmp_path):
+    model = models._open_clip().create_model("tiny-clip", pretrained=None)
+    path = tmp_path / "w.safetensors"
+    models.save_weights(model.state_dict(), path)
+    clip = models.load_clip("tiny-clip", str(path), device="cpu")
+    assert torch.equal(clip.model.logit_scale, model.logit_scale)
+
+
+def test_corrupt_and_missing_checkpoints(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        models.load_weights(bad)
+    with pytest.raises(FileNotFoundError):
+        models.load_weights(tmp_path / "absent.safetensors")
+
+
+def test_missing_zoo_weights_without_training(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "ZOO_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="pretrain"):
+        models.load_clip("tiny-v1", train_if_missing=False)
+
+
+def test_build_tiny_is_deterministic():
+    a, b = models.build_tiny(seed=3), models.build_tiny(seed=3)
+    for (k, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(va, vb), k
+
+
+def test_pretrain_is_deterministic_and_resumes(monkeypatch, tmp_path):
+    # a miniature recipe: 6 steps, checkpoint at 3; interrupted run resumes to the same weights
+    monkeypatch.setattr(models, "ZOO_DIR", tmp_path)
+    recipe = models.Recipe("tiny-test", corpus_size=64, steps=6, batch_size=16)
+    monkeypatch.setitem(models.ZOO, "tiny-test", recipe)
+    models.pretrain("tiny-test", progress=False, checkpoint_every=3)
+    first = models.load_weights(tmp_path / "tiny-test.safetensors")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["tiny-test"]["sha256"] == models.sha256(tmp_path / "tiny-test.safetensors")
+    # interrupted after 3 steps: keep the partial checkpoint, then resume
+    (tmp_path / "tiny-test.safetensors").unlink()
+    monkeypatch.setitem(models.ZOO, "tiny-test", models.Recipe("tiny-test", corpus_size=64,
+                                                               steps=6, batch_size=16))
+    real_checkpoint = models._checkpoint
+
+    def checkpoint_then_stop(*args):
+        real_checkpoint(*args)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(models, "_checkpoint", checkpoint_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        models.pretrain("tiny-test", progress=False, checkpoint_every=3)
+    monkeypatch.setattr(models, "_checkpoint", real_checkpoint)
+    assert (tmp_path / "tiny-test.partial.pt").exists()
+    models.pretrain("tiny-test", progress=False, checkpoint_every=3)
+    resumed = models.load_weights(tmp_path / "tiny-test.safetensors")
+    for k in first:
+        assert torch.allclose(first[k], resumed[k], atol=1e-6), k
+
+
+def test_zoo_manifest_matches_committed_weights():
+    path = models.ZOO_DIR / "manifest.json"
+    if not path.exists():
+        pytest.skip("no zoo yet")
+    assert all(models.verify_zoo().values())

@@ -1,0 +1,101 @@
+import dataclasses
+
+import pytest
+import torch
+
+from cliptune import data, evaluate, methods, train
+
+
+@pytest.fixture(scope="module")
+def few_shot_set():
+    return data.few_shot(data.tiny("shapes", "train"), 4, seed=1)
+
+
+def _run(clip, ds, cfg, checkpoint=None):
+    m = methods.create("coop", clip).attach(clip, ds.classnames)
+    hist = train.fit(m, ds, cfg, checkpoint=checkpoint, progress=False)
+    return m, hist
+
+
+def test_same_seed_same_numbers(tiny_clip, few_shot_set):
+    cfg = train.TrainConfig(epochs=2, batch_size=8, seed=5)
+    a, ha = _run(tiny_clip, few_shot_set, cfg)
+    b, hb = _run(tiny_clip, few_shot_set, cfg)
+    c, _ = _run(tiny_clip, few_shot_set, dataclasses.replace(cfg, seed=6))
+    assert ha["loss"] == hb["loss"] and torch.equal(a.ctx, b.ctx)
+    assert not torch.equal(a.ctx, c.ctx)
+
+
+def test_resume_reproduces_uninterrupted_run(tiny_clip, few_shot_set, tmp_path):
+    cfg = train.TrainConfig(epochs=3, batch_size=8, seed=2, checkpoint_every=4)
+    ref, _ = _run(tiny_clip, few_shot_set, cfg)
+    ckpt = tmp_path / "coop.safetensors"
+    # interrupt: a run capped at 6 steps leaves its checkpoint of step 4 behind
+    interrupted = methods.create("coop", tiny_clip).attach(tiny_clip, few_shot_set.classnames)
+    real = train._checkpoint
+
+    def stop_after_checkpoint(*args):
+        real(*args)
+        raise KeyboardInterrupt
+    train._checkpoint = stop_after_checkpoint
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train.fit(interrupted, few_shot_set, cfg, checkpoint=ckpt, progress=False)
+    finally:
+        train._checkpoint = real
+    assert ckpt.with_suffix(".partial.pt").exists() and not ckpt.exists()
+    resumed, hist = _run(tiny_clip, few_shot_set, cfg, checkpoint=ckpt)
+    assert torch.allclose(resumed.ctx, ref.ctx, atol=1e-7)
+    assert ckpt.exists() and not ckpt.with_suffix(".partial.pt").exists()
+    # finished checkpoint: loaded, not retrained
+    again, _ = _run(tiny_clip, few_shot_set, cfg, checkpoint=ckpt)
+    assert torch.equal(again.ctx, ref.ctx)
+
+
+def test_learning_rate_schedule_follows_dassl():
+    cfg = train.TrainConfig(lr=0.002, warmup_epochs=1, warmup_lr=1e-5)
+    lrs = [train.learning_rate(s, 40, 10, cfg) for s in range(40)]
+    assert lrs[:10] == [1e-5] * 10 and lrs[10] == pytest.approx(0.002)
+    assert lrs[-1] < lrs[20] < lrs[10]
+
+
+def test_training_reduces_loss_and_unknown_optimizer(tiny_clip, few_shot_set):
+    m, hist = _run(tiny_clip, few_shot_set, train.TrainConfig(epochs=15, batch_size=16, lr=0.05,
+                                                              warmup_epochs=0))
+    assert sum(hist["loss"][-3:]) < sum(hist["loss"][:3])
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train.fit(m, few_shot_set, train.TrainConfig(optimizer="lion"), progress=False)
+
+
+def test_evaluate_refuses_mismatched_classes(tiny_clip):
+    ds = data.tiny("shapes", "test")
+    zs = methods.create("zero-shot", tiny_clip).attach(tiny_clip, ("a", "b"))
+    with pytest.raises(ValueError, match="attach"):
+        evaluate.accuracy(zs, ds)
+    assert evaluate.harmonic_mean(50, 100) == pytest.approx(66.6666, rel=1e-4)
+
+
+def test_unknown_method_and_setting(tiny_clip):
+    with pytest.raises(KeyError, match="unknown method 'copo'"):
+        methods.create("copo", tiny_clip)
+    with pytest.raises(TypeError, match="no setting"):
+        methods.create("coop", tiny_clip, n_context=3)
+
+
+def test_width_mismatch_and_corrupt_module(tiny_clip, wide_clip, tmp_path):
+    coop = methods.create("coop", tiny_clip)
+    with pytest.raises(methods.WidthMismatchError, match="text width 64.*text width 96"):
+        coop.attach(wide_clip, ("a", "b"))
+    path = tmp_path / "coop.safetensors"
+    coop.save(path)
+    with pytest.raises(methods.WidthMismatchError):
+        methods.load(path, wide_clip)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ValueError, match="corrupt"):
+        methods.load(path, tiny_clip)
+
+
+def test_standalone_class_weights(tiny_clip):
+    coop = methods.create("coop", tiny_clip)
+    w = methods.class_weights(coop, tiny_clip, ("red star", "blue circle"))
+    assert w.shape == (2, 64) and torch.allclose(w.norm(dim=-1), torch.ones(2))

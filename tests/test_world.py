@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from cliptune import world
+
+
+def test_render_is_deterministic_and_seed_dependent():
+    scene = world.Scene("star", "red", "striped", "large", 1, "grey", "photo")
+    a, b, c = world.render(scene, 7), world.render(scene, 7), world.render(scene, 8)
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("domain", world.DOMAINS)
+def test_every_domain_draws_the_object_in_its_colour(domain):
+    # the label's evidence survives the shift: some pixels are close to the object colour
+    scene = world.Scene("circle", "blue", "plain", "large", 1, "white", domain)
+    img = world.render(scene, 0).astype(float) / 255
+    dist = np.linalg.norm(img - np.array(world.COLOURS["blue"]), axis=-1)
+    assert (dist < 0.35).sum() >= 10
+
+
+def test_shapes_differ_from_each_other():
+    imgs = {s: world.render(world.Scene(s, "red", "plain", "large", 1, "white", "cartoon"), 0)
+            for s in world.SHAPES}
+    masks = {s: (im.astype(int).sum(-1) < 600) for s, im in imgs.items()}
+    for a in world.SHAPES:
+        for b in world.SHAPES:
+            if a < b:
+                assert (masks[a] != masks[b]).sum() > 5, (a, b)
+
+
+def test_task_split_labels_and_disjoint_seeds():
+    x_tr, y_tr, s_tr = world.task_split("objects", "train")
+    x_te, y_te, s_te = world.task_split("objects", "test")
+    spec = world.TASKS["objects"]
+    assert len(spec.classnames) >= 50
+    assert np.bincount(y_tr).tolist() == [spec.train_per_class] * len(spec.classnames)
+    for y, s in zip(y_te, s_te):
+        assert spec.classnames[y] == f"{s.colour} {s.shape}"
+    # no test image is also a training image
+    tr = {im.tobytes() for im in x_tr}
+    assert not any(im.tobytes() in tr for im in x_te)
+
+
+def test_task_labels_match_scenes_for_every_task():
+    for task in world.TASKS:
+        _, y, scenes = world.task_split(task, "test", "sketch")
+        names = world.TASKS[task].classnames
+        for label, scene in list(zip(y, scenes))[::17]:
+            attr = {"shapes": scene.shape, "colours": scene.colour,
+                    "objects": f"{scene.colour} {scene.shape}", "textures": scene.texture,
+                    "counts": world.COUNTS[scene.count - 1]}[task]
+            assert names[label] == attr
+            assert scene.domain == "sketch"
+
+
+def test_unknown_task_domain_split_are_clear_errors():
+    with pytest.raises(KeyError, match="unknown task 'cars'"):
+        world.task_split("cars", "test")
+    with pytest.raises(KeyError, match="unknown domain"):
+        world.task_split("shapes", "test", "xray")
+    with pytest.raises(ValueError, match="split"):
+        world.task_split("shapes", "val")
+
+
+def test_corpora_are_deterministic_captioned_and_distinct():
+    a_img, a_cap, a_sc = world.corpus("retrieval", 50)
+    b_img, b_cap, _ = world.corpus("retrieval", 50)
+    c_img, _, _ = world.corpus("pretrain-v1", 50)
+    assert np.array_equal(a_img, b_img) and a_cap == b_cap
+    assert not np.array_equal(a_img, c_img)
+    for cap, sc in zip(a_cap, a_sc):
+        assert sc.shape in cap or "shapes" in cap or "object" in cap or "pattern" in cap
+
+
+def test_pretraining_mix_has_coverage_gaps():
+    _, _, scenes = world.corpus("pretrain-v1", 2000)
+    share = {d: np.mean([s.domain == d for s in scenes]) for d in world.DOMAINS}
+    assert share["photo"] > 0.6 and 0 < share["clutter"] < 0.06
+
+
+def test_captioner_names_every_attribute():
+    s = world.Scene("hexagon", "pink", "dotted", "small", 3, "beige", "painting")
+    cap = world.captioner(s)
+    for word in ("hexagons", "pink", "dotted", "small", "three", "beige", "painting"):
+        assert word in cap
