@@ -53,12 +53,18 @@ def text_states(method):
     if hasattr(method, "encode_text_states"):  # IVLP, MaPLe, RESTORE
         z, hidden = method.encode_text_states(return_hidden=True)
         return F.normalize(method.calibrate(z, "text"), dim=-1), hidden
-    if hasattr(method, "ctx") and hasattr(method, "prompts") and method.ctx.dim() == 2:
-        prompts = method.prompts  # CoOp / KgCoOp: [SOS][ctx][class .]
+    from cliptune.methods.cocoop import CoCoOp
+    from cliptune.methods.coop import CoOp
+    from cliptune.methods.kgcoop import KgCoOp
+    if isinstance(method, CoCoOp):
+        raise TypeError("CoCoOp's prompts differ per image, so it has no single text shift; "
+                        "measure CoOp, KgCoOp, ContCoOp or the multimodal methods instead")
+    if type(method) in (CoOp, KgCoOp):  # shared context: [SOS][ctx][class .]
+        prompts = method.prompts
         x = prompts.assemble(method.ctx)
         z, hidden = text.encode_embedded(method.clip.model, x, prompts.tokens, return_hidden=True)
         return F.normalize(z, dim=-1), hidden
-    if hasattr(method, "class_features"):
+    if hasattr(method, "class_features"):  # e.g. ContCoOp: class-conditioned, final layer only
         return method.class_features(), None
     return frozen_text_states(method.clip, method.classnames, method.templates[0])
 

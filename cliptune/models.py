@@ -9,8 +9,10 @@ rest of the package passes around.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import logging
 import hashlib
 import json
 import math
@@ -145,11 +147,46 @@ def build_tiny(config: str = "tiny-clip", seed: int = 0) -> torch.nn.Module:
     """A randomly initialised tiny CLIP from a registered config (deterministic in ``seed``)."""
     open_clip = _open_clip()
     torch.manual_seed(seed)  # open_clip initialises from the global generator
-    return open_clip.create_model(config, pretrained=None)
+    logging.disable(logging.WARNING)  # "no pretrained weights loaded" is the point here
+    try:
+        return open_clip.create_model(config, pretrained=None)
+    finally:
+        logging.disable(logging.NOTSET)
 
 
-def load_clip(name: str, pretrained: str | None = None, device=None, train_if_missing: bool = True
-              ) -> Clip:
+def weights_cached(name: str, tag: str) -> bool:
+    """Whether open_clip can load ``name``/``tag`` from its caches without the network."""
+    open_clip = _open_clip()
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+        repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+        names = [filename] if filename else ["open_clip_model.safetensors",
+                                             "open_clip_pytorch_model.bin"]
+        if any(isinstance(try_to_load_from_cache(repo, f), str) for f in names):
+            return True
+    url = cfg.get("url", "")
+    return bool(url) and (pathlib.Path.home() / ".cache" / "clip" / os.path.basename(url)).exists()
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool):
+    """Keep huggingface_hub from reaching the network (it otherwise retries for a minute)."""
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def load_clip(name: str, pretrained: str | None = None, device=None, train_if_missing: bool = True,
+              allow_download: bool = False) -> Clip:
     """Load a CLIP by name.
 
     - ``tiny-v1``, ``tiny-v2-continued``, ``tiny-v2-retrained``: the tiny zoo under data/zoo,
@@ -180,9 +217,19 @@ def load_clip(name: str, pretrained: str | None = None, device=None, train_if_mi
         if pretrained not in tags:
             raise KeyError(f"model {name!r} has no pretrained tag {pretrained!r}; its tags are "
                            f"{tags}. A local weights file path is accepted too.")
+    allow_download = allow_download or os.environ.get("CLIPTUNE_ALLOW_DOWNLOAD") == "1"
+    is_tag = pretrained is not None and not os.path.isfile(pretrained)
+    if is_tag and not allow_download and not weights_cached(name, pretrained):
+        raise WeightsNotCachedError(
+            f"the weights of {name!r} / {pretrained!r} are not in open_clip's cache and cliptune "
+            f"does not download at run time. On a machine with network access run: python -c "
+            f"\"import open_clip; open_clip.create_model('{name}', pretrained='{pretrained}')\" "
+            "to fill the cache (~/.cache/huggingface/hub), or download the weights file and pass "
+            "its path as `pretrained` (or allow downloads: load_clip(..., allow_download=True)).")
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, device=dev, weights_only=True)
+        with _hub_offline(is_tag and not allow_download):
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, device=dev, weights_only=True)
     except (RuntimeError, OSError, ValueError) as err:
         if pretrained is None or os.path.isfile(pretrained):
             raise
@@ -305,7 +352,7 @@ def pretrain(name: str, steps: int | None = None, progress: bool = True,
         history["step"].append(step)
         history["loss"].append(loss.item())
         history["lr"].append(opt.param_groups[0]["lr"])
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}")
         if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < total:
             _checkpoint(ckpt, model, opt, step + 1, history)
     history["seconds"] = time.time() - t0 + history.get("seconds", 0.0)

@@ -25,8 +25,11 @@ def config_hash(config: dict) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def record(experiment: str, config: dict, rows: list[dict], root=None) -> pathlib.Path:
-    """Store ``rows`` (dicts with the COLUMNS, less experiment and config_hash) for a run."""
+def record(experiment: str, config: dict, rows: list[dict], root=None) -> str:
+    """Store ``rows`` (dicts with the COLUMNS, less experiment and config_hash) for a run.
+
+    Returns the run's config hash: ``load(experiment, hashes=[...])`` selects exactly those
+    runs, so a notebook never mixes in rows that an earlier run with other settings left."""
     root = pathlib.Path(root or runtime.RESULTS_DIR) / experiment
     root.mkdir(parents=True, exist_ok=True)
     h = config_hash(config)
@@ -47,19 +50,24 @@ def record(experiment: str, config: dict, rows: list[dict], root=None) -> pathli
                              "config_hash": h, "config": json.dumps(config, sort_keys=True,
                                                                    default=str)})
     os.replace(tmp, path)
-    return path
+    return h
 
 
-def load(experiment: str | None = None, root=None):
-    """All stored rows (of one experiment, or of all) as a pandas DataFrame."""
+def load(experiment: str | None = None, root=None, hashes=None):
+    """All stored rows (of one experiment, or of all; of some runs only, given their config
+    hashes) as a pandas DataFrame."""
     import pandas as pd
     root = pathlib.Path(root or runtime.RESULTS_DIR)
     pattern = f"{experiment}/*.csv" if experiment else "*/*.csv"
-    frames = [pd.read_csv(p, keep_default_na=False) for p in sorted(root.glob(pattern))]
+    # config_hash as text: a hash such as "041e08637717" would otherwise parse as a float (inf)
+    frames = [pd.read_csv(p, keep_default_na=False, dtype={"config_hash": str})
+              for p in sorted(root.glob(pattern))]
     if not frames:
         return pd.DataFrame(columns=list(COLUMNS) + ["config"])
     df = pd.concat(frames, ignore_index=True)
     df["value"] = df["value"].astype(float)
+    if hashes is not None:
+        df = df[df.config_hash.isin(list(hashes))].reset_index(drop=True)
     return df
 
 

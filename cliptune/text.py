@@ -81,7 +81,9 @@ def encode_embedded(model, embeddings: torch.Tensor, tokens: torch.Tensor,
     ``return_hidden`` the end-of-text state after every block comes back too (feature shift).
     """
     tower = text_tower(model)
-    x = embeddings + tower.positional_embedding.to(embeddings.dtype)
+    n = embeddings.shape[1]  # may stop short of the context length: see trimmed_length
+    x = embeddings + tower.positional_embedding[:n].to(embeddings.dtype)
+    mask = tower.attn_mask[:n, :n] if tower.attn_mask is not None else None
     blocks = tower.transformer.resblocks
     hidden = []
     eot = tokens.argmax(dim=-1)
@@ -91,11 +93,27 @@ def encode_embedded(model, embeddings: torch.Tensor, tokens: torch.Tensor,
             p = p.expand(x.shape[0], -1, -1) if p.dim() == 2 else p
             x = torch.cat([x[:, :prompt_start], p.to(x.dtype), x[:, prompt_start + p.shape[1]:]],
                           dim=1)
-        x = block(x, attn_mask=tower.attn_mask)
+        x = block(x, attn_mask=mask)
         if return_hidden:
             hidden.append(x[torch.arange(x.shape[0], device=x.device), eot])
     out = _pool_and_project(tower, x, tokens)
     return (out, hidden) if return_hidden else out
+
+
+def trimmed_length(model, tokens: torch.Tensor) -> int:
+    """How many leading positions of ``tokens`` [N, L] decide the pooled text features.
+
+    With a causal mask and end-of-text pooling (CLIP), nothing after the last end-of-text
+    token can reach the pooled state, so encoding ``[:, :trimmed_length]`` is exact and several
+    times faster for short prompts in a long context (prompt learners encode C or B x C
+    prompts per step). Other towers get the full length L.
+    """
+    tower = text_tower(model)
+    if tower.attn_mask is None or tower.pool_type not in ("argmax", "eos") or not len(tokens):
+        return tokens.shape[1]
+    eot = tokens.argmax(dim=-1) if tower.pool_type == "argmax" else \
+        (tokens == tower.eos_id).int().argmax(-1)
+    return int(eot.max()) + 1
 
 
 def encode_text(model, tokens: torch.Tensor, chunk_size: int = 256, normalize: bool = False):

@@ -82,3 +82,15 @@ def test_zoo_manifest_matches_committed_weights():
     if not path.exists():
         pytest.skip("no zoo yet")
     assert all(models.verify_zoo().values())
+
+
+def test_weights_cached_reads_the_hub_cache_without_network(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert not models.weights_cached("ViT-B-16", "laion2b_s34b_b88k")
+    repo = tmp_path / "models--laion--CLIP-ViT-B-16-laion2B-s34B-b88K"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "open_clip_model.safetensors").write_bytes(b"x")
+    assert models.weights_cached("ViT-B-16", "laion2b_s34b_b88k")

@@ -57,6 +57,18 @@ def test_coop_initialised_from_words_is_zero_shot_with_those_words(clip):
         assert torch.allclose(coop(b), zs(b), atol=1e-5)
 
 
+def test_prompts_encoded_up_to_end_of_text_equal_the_full_context(clip):
+    # PromptedClasses.encode stops at the last end-of-text token; the full 32-token context
+    # gives the same features because the causal mask hides the padding
+    coop = _attached("coop", clip)
+    _perturb(coop)
+    p = coop.prompts
+    assert text.trimmed_length(clip.model, p.tokens) < p.tokens.shape[1]
+    with torch.no_grad():
+        full = F.normalize(text.encode_embedded(clip.model, p.assemble(coop.ctx), p.tokens), dim=-1)
+        assert torch.allclose(coop.class_features(), full, atol=1e-5)
+
+
 # --------------------------------------------------------------------------- CoCoOp
 @pytest.mark.parametrize("chunk_size", [2048, 4])  # 4: chunks that split an image's classes
 def test_cocoop_batched_equals_per_image_loop(clip, chunk_size):

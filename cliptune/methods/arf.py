@@ -184,6 +184,8 @@ class ARF(flyp.FLYP):
     label = "ARF (reconstructed)"
     Config = ARFConfig
     captioner = None  # real data: callable(image) -> caption, overrides config.captions
+    anchors = None  # the retrieved pairs (built by on_train_start)
+    train_captions = None  # the fine-tuning images' rich captions (built by on_train_start)
 
     def on_train_start(self, train_set):
         cfg = self.config

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from open_clip.transformer import QuickGELU
 
-from cliptune import runtime
+from cliptune import runtime, vision
 from cliptune.methods import base
 from cliptune.methods.maple import MaPLe, MaPLeConfig, hand_made_states, seeded_linear
 
@@ -119,8 +119,7 @@ class Restore(MaPLe):
             return super().forward(batch)
         z_t, h_t = self.encode_text_states(return_hidden=True)
         z_v, h_v = self.encode_image_states(batch.pixels, return_hidden=True)
-        with torch.no_grad():
-            from cliptune import vision
+        with torch.no_grad():  # the frozen tower on the same batch: the reference
             _, h_v0 = vision.encode_prompted(self.clip.model, batch.pixels, return_hidden=True)
         self._fs_states = (h_t, h_v, h_v0)
         txt = F.normalize(self.calibrate(z_t, "text"), dim=-1)

@@ -27,6 +27,7 @@ DOMAIN_SHOTS = 16
 SHIFTED_DOMAINS = ("sketch", "cartoon", "painting", "clutter")
 METHODS = ("linear-probe", "linear-probe (zeros init)", "clip-adapter", "tip-adapter",
            "tip-adapter-f", "coop")
+COOP_MAX_STEPS = 100  # CoOp runs the text tower every step: capped to keep the CPU budget
 
 # %%
 import dataclasses
@@ -41,7 +42,7 @@ from cliptune.methods.tip_adapter import train_and_search, validation_split
 
 FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
 if FAST_DEV_RUN:  # checks the pipeline only: one seed, two shot counts, a few steps per run
-    TASKS, SHOTS, SEEDS, DOMAIN_SHOTS = TASKS[:1], (1, 4), (1,), 4
+    TASKS, SHOTS, SEEDS, DOMAIN_SHOTS = TASKS[-1:], (1, 4), (1,), 4  # the smaller task
     SHIFTED_DOMAINS = SHIFTED_DOMAINS[:2]
 T_START = time.time()
 plots.style()
@@ -79,7 +80,10 @@ print(f"{MODEL_OLD}: embed dim {methods.model_widths(clip.model)['embed dim']}, 
 # - Tip's cache keys are old-model image features. By default (`rebuild_keys_on_attach=False`)
 #   they travel unchanged when the module is attached to another CLIP: that pure plug-in is
 #   the variant notebook 07's compatibility analysis measures.
-# - The training recipes are notebook 07's, so that its 16-shot runs load these checkpoints.
+# - The recipes of the frozen-feature methods are notebook 07's, so that its 16-shot runs load
+#   these checkpoints. CoOp (the reference from notebook 02) costs a text-tower pass per step,
+#   so here it is capped at `COOP_MAX_STEPS` steps: a weaker CoOp than a full 20 epochs at 8
+#   and 16 shots, which the reading below has to keep in mind.
 
 # %%
 def recipe(method: str) -> train.TrainConfig:
@@ -90,8 +94,8 @@ def recipe(method: str) -> train.TrainConfig:
     elif method in ("linear-probe", "clip-adapter"):
         cfg = train.TrainConfig(epochs=20, batch_size=32,
                                 lr=2e-3 if method == "clip-adapter" else 1e-2)
-    else:  # CoOp: Dassl's SGD recipe
-        cfg = train.TrainConfig(epochs=20, batch_size=32, lr=2e-3)
+    else:  # CoOp: Dassl's SGD recipe, capped at COOP_MAX_STEPS steps
+        cfg = train.TrainConfig(epochs=20, batch_size=32, lr=2e-3, max_steps=COOP_MAX_STEPS)
     return dataclasses.replace(cfg, max_steps=3) if FAST_DEV_RUN else cfg
 
 
@@ -128,8 +132,11 @@ def run_method(label, train_set, val_set, seed):
     if name.startswith("tip-adapter"):
         module, found = train_and_search(name, clip, train_set, val_set, seed, recipe(name), **cfg)
         return module, {"alpha": found["alpha"], "beta": found["beta"]}
-    module, _ = protocols.train_method(name, clip, train_set, seed, recipe(name), **cfg)
-    return module, {}
+    module, history = protocols.train_method(name, clip, train_set, seed, recipe(name), **cfg)
+    losses = history.get("loss", [])
+    tail = losses[-10:]
+    return module, ({"loss_first": losses[0], "loss_last": sum(tail) / len(tail)}
+                    if losses else {})
 
 
 modules, searched, fs_rows, timings = {}, [], [], {}
@@ -181,9 +188,9 @@ display_table
 fig, axes = plt.subplots(1, len(TASKS), figsize=(5.2 * len(TASKS), 3.8), squeeze=False)
 for ax, task in zip(axes[0], TASKS):
     part = summary[summary.dataset == task]
-    for label in METHODS:
+    for label, marker in zip(METHODS, "osD^vPX*"):
         m = part[part.method == label].sort_values("shots")
-        ax.errorbar(m.shots, m["mean"], yerr=m["std"], marker="o", capsize=3, label=label,
+        ax.errorbar(m.shots, m["mean"], yerr=m["std"], marker=marker, capsize=3, label=label,
                     linestyle="--" if label == "coop" else "-")
     ax.axhline(zero_shot[(task, "zero-shot")], color="grey", linestyle=":",
                label="zero-shot (1 template)")
@@ -230,14 +237,46 @@ for task in TASKS:
     lpz, lp = mean_at(task, "linear-probe (zeros init)", lo), mean_at(task, "linear-probe", lo)
     print(f"  linear probe at {lo} shot(s): from zeros {lpz[0]:.1f}%, from zero-shot {lp[0]:.1f}%; "
           f"the probe from scratch is {'below' if lpz[0] < zs1 else 'not below'} zero-shot.")
+    lpz_hi = mean_at(task, "linear-probe (zeros init)", hi)
+    print(f"  at {hi} shots the probe from scratch reaches {lpz_hi[0]:.1f}% "
+          f"({'still below' if lpz_hi[0] < zs1 else 'above'} zero-shot): "
+          + ("a head learned from the images alone does not catch up with the text weights."
+             if lpz_hi[0] < zs1 else "the images alone beat the text weights."))
+    gains = {m: mean_at(task, m, hi)[0] - zs1 for m in METHODS if m != "linear-probe (zeros init)"}
+    print(f"  gains over zero-shot at {hi} shots: "
+          + ", ".join(f"{m} {g:+.1f}" for m, g in gains.items()) + " points.")
     ca, coop = mean_at(task, "clip-adapter", lo), mean_at(task, "coop", lo)
     print(f"  CLIP-Adapter vs CoOp at {lo} shot(s): {ca[0]:.1f}% vs {coop[0]:.1f}%; "
           f"at {hi} shots: {mean_at(task, 'clip-adapter', hi)[0]:.1f}% vs "
           f"{mean_at(task, 'coop', hi)[0]:.1f}%.")
 
+# Why the cache helps as much as it does: how well the few shots alone classify the test set
+# (the cache term by itself, Tip's beta), against zero-shot.
+test0 = data.tiny(TASKS[0], "test")
+y0 = np.asarray(test0.labels)
+cache_only = []
+for (label, seed), module in modules.items():
+    if label == "tip-adapter":
+        module.attach(clip, test0.classnames, test0.templates)
+        f0 = features.image_features(clip, test0)
+        cache_only.append(100 * float((module.cache_logits(f0).argmax(-1).numpy() == y0).mean()))
+if cache_only:
+    print(f"[{TASKS[0]}] the {DOMAIN_SHOTS}-shot cache alone (no text) classifies "
+          f"{np.mean(cache_only):.1f}% of the test images, zero-shot "
+          f"{zero_shot[(TASKS[0], 'zero-shot')]:.1f}%: the tiny encoder's image-image "
+          "similarities carry " + ("less" if np.mean(cache_only) < zero_shot[(TASKS[0], "zero-shot")]
+                                   else "more") + " class evidence than its text weights.")
+
 searched_df = pd.DataFrame(searched)
+# How far training moved the trained heads: cross-entropy on the training batches, first step
+# and mean of the last ten, at the largest shot count.
+fit = searched_df[searched_df.shots == max(SHOTS)].dropna(subset=["loss_first"])
+fit = fit.groupby(["task", "method"])[["loss_first", "loss_last"]].mean()
+for (task_, label), r in fit.iterrows():
+    print(f"[{task_}] {label} at {max(SHOTS)} shots: training CE {r.loss_first:.2f} -> "
+          f"{r.loss_last:.2f}")
 print("\nTip-Adapter's searched alpha / beta (median over runs):")
-searched_df.groupby(["method", "task"])[["alpha", "beta"]].median().round(2)
+searched_df.dropna(subset=["alpha"]).groupby(["method", "task"])[["alpha", "beta"]].median().round(2)
 
 # %% [markdown]
 # ## Domain shift: trained on photos, tested on sketches, cartoons, paintings and clutter
@@ -296,9 +335,17 @@ kept = {m: gain.loc[m, "shifted mean"] / gain.loc[m, "photo"]
         for m in trained if gain.loc[m, "photo"] > 1.0}
 for m in trained:
     g_photo, g_shift = gain.loc[m, "photo"], gain.loc[m, "shifted mean"]
-    verdict = ("keeps most of it" if g_photo > 1 and g_shift >= 0.5 * g_photo else
-               "loses most of it" if g_photo > 1 and g_shift > 0 else
-               "falls below zero-shot" if g_shift < 0 else "gains little anywhere")
+    if g_photo < -1.0:
+        verdict = "below zero-shot on photos already, and under shift"
+    elif g_photo <= 1.0:  # one point: about the seed-to-seed spread here
+        verdict = ("within a point of zero-shot on photos, and below it under shift"
+                   if g_shift < -1.0 else "within about a point of zero-shot everywhere")
+    elif g_shift >= 0.5 * g_photo:
+        verdict = "keeps most of the photo gain under shift"
+    elif g_shift >= -1.0:
+        verdict = "keeps little of the photo gain under shift"
+    else:
+        verdict = "gains on photos but falls below zero-shot under shift"
     print(f"  {m}: {g_photo:+.1f} on photos, {g_shift:+.1f} on shifted domains on average: "
           f"{verdict}.")
 if kept:
@@ -319,8 +366,19 @@ print(f"\nNotebook run time: {time.time() - T_START:.0f} s "
 #   towards zero-shot, so long training slowly forgets the text prior.
 # - Tip-Adapter's cache can only be as good as the tiny image encoder's features: where
 #   image features of the same class are not closer to each other than to other classes'
-#   (fine pairs such as red/orange/pink), the affinities add little, and the searched alpha
-#   goes to the low end of the grid. The searched alpha/beta are printed above.
+#   (fine pairs such as red/orange/pink), the affinities add little. The printed accuracy of
+#   the cache alone measures this, and the searched alpha/beta show how much weight the
+#   validation split gave the cache.
+# - Where the printed gains over zero-shot are within a point or two, the tiny world does
+#   not show the papers' few-shot gains (several to twenty points for ViT-B/16 on the CoOp
+#   datasets). The measured reason, printed above: every method here reads the same frozen
+#   64-dimensional image features, and the few shots' features alone (the cache by itself, no
+#   training involved) classify the test images worse than the text weights do, so there is
+#   little for an image-side module to add. The from-scratch probe is weaker evidence: its
+#   printed training loss hardly falls, i.e. notebook 07's short SGD recipe (shared here so
+#   that checkpoints are reused) leaves it undertrained. The other heads start at zero-shot,
+#   and their printed losses show how far the recipe moved them; longer or stronger training
+#   is a knob to try (`recipe()` above), not something this notebook has shown to help.
 # - These are tiny CLIPs (embed dim 64) on 32-pixel procedural images; the paper-scale
 #   ordering (Tip-Adapter-F ≥ CLIP-Adapter ≥ CoOp ≥ linear probe at low shots) is a claim
 #   about ViT-B/16 on ImageNet-like data. Where the printed ordering differs, the tiny world

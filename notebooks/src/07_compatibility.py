@@ -25,6 +25,7 @@ OLD = "tiny-v1"
 UPDATES = ("tiny-v2-continued", "tiny-v2-retrained")
 TASKS = ("objects", "shapes", "textures", "colours", "counts")
 SEEDS = (1, 2, 3)
+SEEDS_ON_EASY_TASKS = (1,)  # colours and counts are near ceiling for every version
 SHOTS = 16
 METHODS = ("coop", "cocoop", "kgcoop", "contcoop", "linear-probe", "clip-adapter",
            "tip-adapter", "tip-adapter-f", "maple", "restore")
@@ -32,7 +33,7 @@ METHODS = ("coop", "cocoop", "kgcoop", "contcoop", "linear-probe", "clip-adapter
 HEAVY = ("cocoop", "maple", "restore")
 HEAVY_TASKS = ("objects", "shapes")
 HEAVY_SEEDS = (1,)
-RETRAIN_ON_UPDATE = ("coop", "contcoop", "clip-adapter")  # (d), on the first task
+RETRAIN_ON_UPDATE = ("coop", "contcoop", "clip-adapter")  # (d): first task, first seed
 ABLATION_SEEDS = (1, 2, 3)
 
 # %%
@@ -44,6 +45,7 @@ import pandas as pd
 import seaborn as sns
 
 from cliptune import data, evaluate, methods, models, plots, protocols, results, runtime, train
+from cliptune.methods import tip_adapter
 
 FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
 if FAST_DEV_RUN:
@@ -58,23 +60,26 @@ zoo = {name: models.load_clip(name) for name in (OLD,) + tuple(UPDATES)}
 # ## Training recipes
 #
 # One recipe per family, scaled to the tiny world (few-shot sets of 16 images per class:
-# 160-1280 images). Prompt methods follow CoOp's SGD recipe, adapters theirs; the
-# multimodal methods run the image tower each step, so they get fewer steps. `FAST_DEV_RUN`
-# caps every run at a few steps (numbers are then meaningless: it only checks the pipeline).
+# 160-1280 images) and to a 2-core CPU budget. Prompt methods follow CoOp's SGD recipe with
+# its learning rate scaled linearly to batch 128 (KgCoOp's batch size), adapters follow their
+# papers; the multimodal methods run the image tower each step and CoCoOp encodes B × C
+# prompts per step, so they get few steps (and only the first seed on two tasks). These are
+# deviations from the papers' schedules, chosen for run time. `FAST_DEV_RUN` caps every run
+# at 3 steps (numbers are then meaningless: it only checks the pipeline).
 
 # %%
 def recipe(method: str) -> train.TrainConfig:
     if method in ("maple", "restore", "ivlp"):
         cfg = train.TrainConfig(epochs=4, batch_size=32, lr=3.5e-3)
-    elif method == "cocoop":
-        cfg = train.TrainConfig(epochs=4, batch_size=8, lr=2e-3)
+    elif method == "cocoop":  # B x C text passes per step: one epoch at batch 16
+        cfg = train.TrainConfig(epochs=1, batch_size=16, lr=2e-3, warmup_epochs=0.1)
     elif method == "tip-adapter-f":
         cfg = train.TrainConfig(epochs=20, batch_size=64, lr=1e-3, optimizer="adamw",
                                 weight_decay=0.01, warmup_epochs=0)
     elif method in ("linear-probe", "clip-adapter"):
         cfg = train.TrainConfig(epochs=20, batch_size=32, lr=2e-3 if method == "clip-adapter" else 1e-2)
-    else:
-        cfg = train.TrainConfig(epochs=20, batch_size=32, lr=2e-3)
+    else:  # CoOp's lr 2e-3 at batch 32, scaled linearly to batch 128: a quarter of the steps
+        cfg = train.TrainConfig(epochs=20, batch_size=128, lr=8e-3)
     return dataclasses.replace(cfg, max_steps=3) if FAST_DEV_RUN else cfg
 
 
@@ -90,11 +95,22 @@ pd.DataFrame({m: {k: v for k, v in dataclasses.asdict(recipe(m)).items()
 # update and measure test accuracy. Every row goes to the results store.
 
 # %%
+def train_on(method, clip, task, train_set, seed):
+    """Train (or load) one module; Tip-Adapter's alpha and beta are searched on a validation
+    split of min(K, 4) shots per class that shares no image with the training shots."""
+    if method in ("tip-adapter", "tip-adapter-f"):
+        val = tip_adapter.validation_split(data.tiny(task, "train"), train_set, min(SHOTS, 4), seed)
+        module, _ = tip_adapter.train_and_search(method, clip, train_set, val, seed, recipe(method))
+        return module
+    module, _ = protocols.train_method(method, clip, train_set, seed, recipe(method))
+    return module
+
+
 def row(**kw):
     return {"shots": SHOTS, "split": "test", "domain": "photo", "metric": "top1", **kw}
 
 
-timings = []
+timings, run_hashes = [], []
 for task in TASKS:
     test = data.tiny(task, "test")
     rows = []
@@ -102,30 +118,29 @@ for task in TASKS:
         zs = methods.create("zero-shot", clip, ensemble=False)
         rows.append(row(method="zero-shot", dataset=task, seed=0, train_model="-",
                         eval_model=name, value=protocols.evaluate_on(zs, clip, test)))
-    for seed in SEEDS:
+    for seed in SEEDS if task not in ("colours", "counts") else SEEDS_ON_EASY_TASKS:
         train_set = data.few_shot(data.tiny(task, "train"), SHOTS, seed)
         for method in METHODS:
             if method in HEAVY and (task not in HEAVY_TASKS or seed not in HEAVY_SEEDS):
                 continue
             t0 = time.time()
-            module, _ = protocols.train_method(method, zoo[OLD], train_set, seed, recipe(method))
+            module = train_on(method, zoo[OLD], task, train_set, seed)
             for name, clip in zoo.items():  # (a) on v1, (c) plugged into each update
                 rows.append(row(method=method, dataset=task, seed=seed, train_model=OLD,
                                 eval_model=name, value=protocols.evaluate_on(module, clip, test)))
-            if method in RETRAIN_ON_UPDATE and task == TASKS[0]:  # (d) the upper bound
+            if method in RETRAIN_ON_UPDATE and task == TASKS[0] and seed == SEEDS[0]:  # (d)
                 for name in UPDATES:
-                    again, _ = protocols.train_method(method, zoo[name], train_set, seed,
-                                                      recipe(method))
+                    again = train_on(method, zoo[name], task, train_set, seed)
                     rows.append(row(method=method, dataset=task, seed=seed, train_model=name,
                                     eval_model=name,
                                     value=protocols.evaluate_on(again, zoo[name], test)))
             timings.append({"task": task, "seed": seed, "method": method,
                             "seconds": time.time() - t0})
-    results.record("07_compatibility", {"experiment": "compatibility", "task": task,
+    run_hashes.append(results.record("07_compatibility", {"experiment": "compatibility", "task": task,
                                         "seeds": SEEDS, "methods": METHODS, "shots": SHOTS,
                                         "fast": FAST_DEV_RUN,
                                         "recipes": {m: dataclasses.asdict(recipe(m)) for m in METHODS}},
-                   rows)
+                   rows))
 pd.DataFrame(timings).groupby("method").seconds.sum().round(1).to_frame("seconds (total)")
 
 # %% [markdown]
@@ -134,8 +149,7 @@ pd.DataFrame(timings).groupby("method").seconds.sum().round(1).to_frame("seconds
 # From the results store: for each method, task, seed and update, (c) − (b).
 
 # %%
-df = results.load("07_compatibility")
-df = df[(df.experiment == "07_compatibility") & df.config.str.contains('"experiment": "compatibility"')]
+df = results.load("07_compatibility", hashes=run_hashes)  # this run's rows only
 zs = (df[df.method == "zero-shot"].set_index(["dataset", "eval_model"]).value.rename("zero_shot"))
 trained = df[(df.method != "zero-shot") & (df.train_model == OLD)].copy()
 trained = trained.join(zs, on=["dataset", "eval_model"])
@@ -172,7 +186,7 @@ def mean_std(s):
 
 table = trained.pivot_table(index=["dataset", "method"], columns="eval_model", values="value",
                             aggfunc=mean_std)
-zs_table = zs.unstack().rename(columns=lambda c: f"{c} zero-shot")
+zs_table = zs.unstack().round(1).rename(columns=lambda c: f"{c} zero-shot")
 table.join(zs_table, on="dataset")
 
 # %%

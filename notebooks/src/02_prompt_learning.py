@@ -1,0 +1,368 @@
+# %% [markdown]
+# # 02 · Prompt learning: CoOp, CoCoOp, KgCoOp and ContCoOp
+#
+# **What you will learn.** How CoOp replaces the hand-made words of a prompt ("a photo of a")
+# with learned context vectors, and the three answers to CoOp's best-known weakness (learned
+# prompts fit the training classes and can hurt classes they never saw):
+# CoCoOp conditions the context on each image, KgCoOp keeps the learned class features close
+# to the hand-made ones, and ContCoOp (a reconstruction, see below) conditions the context on
+# each class name through an attention layer and distils the zero-shot logits. You will run
+# CoOp's evaluation protocols on the tiny world: **base-to-new** generalisation, a
+# **few-shot curve**, **domain generalisation** and **cross-dataset transfer**, with every
+# number read back from the results store.
+#
+# **Run time.** About 4 minutes on an idle 2-core CPU when it trains everything (about 200 s of
+# CPU time, measured), about a minute when the checkpoints exist; fast mode: under a minute.
+# Trained prompts are checkpointed under `data/checkpoints`, so a rerun (and notebook 07) loads
+# them instead of training again. Writes `figures/02_*.png` and `results/02_prompt_learning/`.
+
+# %% tags=["parameters"]
+FAST_DEV_RUN = False
+SEEDS = (1, 2, 3)
+SHOTS = 16
+MODEL_OLD = "tiny-v1"
+TASKS = ("objects", "shapes")  # base-to-new tasks
+CURVE_TASK = "objects"  # few-shot curve, domain generalisation and cross-dataset source
+CURVE_SHOTS = (1, 2, 4, 8, 16)
+DOMAINS = ("sketch", "cartoon", "painting", "clutter")
+TRANSFER_TASKS = ("shapes", "colours")
+EPOCH_SCALE = 0.1  # fraction of the papers' epochs we can afford on a CPU (see below)
+CURVE_EPOCH_SCALE = 0.05  # the few-shot curve trains on all 80 classes: half as long again
+
+# %%
+import dataclasses
+import time
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from cliptune import data, methods, models, plots, protocols, results, runtime, train
+from cliptune.methods.coop import init_context
+
+FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+MAX_STEPS = None
+if FAST_DEV_RUN:  # one seed, a few steps, the smallest protocols: checks the code path only
+    SEEDS, MAX_STEPS = SEEDS[:1], 8
+    TASKS, CURVE_SHOTS, DOMAINS, TRANSFER_TASKS = ("shapes",), (1, 4), DOMAINS[:1], \
+        TRANSFER_TASKS[:1]
+EXPERIMENT = "02_prompt_learning"
+T0 = time.time()
+plots.style()
+clip = models.load_clip(MODEL_OLD)
+print(f"model {clip.key}: widths {methods.model_widths(clip.model)}; fast mode: {FAST_DEV_RUN}")
+
+# %% [markdown]
+# ## The methods in one screen
+#
+# Every method learns only model-agnostic state and is *attached* to a CLIP and a class list
+# (`cliptune.methods.base`); the frozen halves of each prompt (the start token, the class
+# name's token embeddings, the end token) are recomputed on attach. Notation: $f(x)$ the
+# normalised image feature, $g(\cdot)$ the text tower, $v_1..v_M$ learned context vectors.
+#
+# | method | prompt for class $c$ | loss | learned state |
+# |---|---|---|---|
+# | zero-shot | "a photo of a $c$." | none | nothing |
+# | CoOp | $[v_1..v_M][c\,.]$ | CE | $v$: $M\times d$ |
+# | CoCoOp | $[v_1+\pi(f(x))..v_M+\pi(f(x))][c\,.]$ | CE | $v$ and the Meta-Net $\pi$ |
+# | KgCoOp | as CoOp | CE $+\,W(1-\overline{\cos}(w_c, w^{clip}_c))$, $W=8$ | $v$ |
+# | ContCoOp | $[P_c][c\,.]$, $P_c = P + \gamma\,\mathrm{Attn}(P, E_c, E_c)$ | CE $+\,\lambda\,\mathrm{KL}(z^0 \Vert z)$ | $P$, attention, $\gamma$ |
+#
+# **ContCoOp is a reconstruction.** Only the paper's abstract could be read: "the prompts are
+# combined with class embeddings through an attention layer before the text encoder" and
+# "$L = L_{ce} + \lambda L_{kd}$". Every unknown is a switch of `ContCoOpConfig` (class
+# embedding = the class name's token embeddings, keys = class only, 8 heads, KL distillation of
+# the zero-shot logits with $\lambda = 1$, $\gamma$ initialised to 0 so training starts at CoOp);
+# see the docstring of `cliptune/methods/contcoop.py` and
+# `shared/research/contcoop_and_prompt_baselines.md` §2.9.
+#
+# **Training recipe.** The papers' recipe (SGD, lr 0.002, momentum 0.9, weight decay 5e-4,
+# one warm-up epoch at 1e-5, cosine decay, 16 shots, seeds 1-3) with the epochs scaled by
+# `EPOCH_SCALE` = 0.1 to fit a CPU: CoOp 200 epochs → 20; KgCoOp and ContCoOp are trained
+# exactly like CoOp for a like-for-like comparison (KgCoOp's paper uses 100 epochs at batch
+# 128); CoCoOp gets batch 8 and 2 epochs (its paper: batch 1, 10 epochs; every image needs its
+# own pass over all the class prompts, which makes it ~5x costlier per step here). Few-shot
+# curve: CoOp's 50/100/100/200/200 epochs for 1/2/4/8/16 shots scaled by
+# `CURVE_EPOCH_SCALE` = 0.05 (all 80 classes are twice the work per step). This is far less
+# training than the papers', and it shows in how little the prompts move (read the tables with
+# that in mind). The image encoder is frozen, so the training loop encodes each image once per
+# augmented view and trains on cached features; `benchmarks/bench_prompt_step.py` measures what
+# that and the batched CoCoOp save.
+
+# %%
+def scaled(epochs: int) -> int:
+    return max(1, round(epochs * EPOCH_SCALE))
+
+
+BASE_CFG = train.TrainConfig(epochs=scaled(200), batch_size=32, lr=2e-3, optimizer="sgd",
+                             max_steps=MAX_STEPS)
+TRAIN_CFGS = {
+    "zero-shot": None,
+    "coop": BASE_CFG,
+    "cocoop": dataclasses.replace(BASE_CFG, batch_size=8, epochs=2),  # see the recipe above
+    "kgcoop": BASE_CFG,
+    "contcoop": BASE_CFG,
+}
+METHOD_CFGS = {"zero-shot": {"ensemble": False}}  # the dataset's single hand-made template
+LABELS = {"zero-shot": "zero-shot", "coop": "CoOp", "cocoop": "CoCoOp", "kgcoop": "KgCoOp",
+          "contcoop": "ContCoOp"}
+ORDER = list(LABELS.values())
+for name, cfg in TRAIN_CFGS.items():
+    if cfg is not None:
+        print(f"{LABELS[name]:9s} epochs {cfg.epochs}, batch {cfg.batch_size}, lr {cfg.lr}, "
+              f"max_steps {cfg.max_steps}")
+
+
+def row(method, dataset, seed, split, value, shots=SHOTS, domain="photo"):
+    return {"method": LABELS.get(method, method), "dataset": dataset, "shots": shots,
+            "seed": seed, "train_model": clip.key, "eval_model": clip.key, "split": split,
+            "domain": domain, "metric": "top1", "value": value}
+
+
+def this_run(config: dict):
+    """The stored rows of exactly this configuration (fast-mode rows never mix in)."""
+    df = results.load(EXPERIMENT)
+    return df[df.config_hash == results.config_hash(config)]
+
+# %% [markdown]
+# ## Base-to-new generalisation
+#
+# CoOp's protocol: the first half of the classes (in label order) are *base*, the rest *new*.
+# Train on 16 shots of each base class; test base accuracy on base test images with the base
+# class names, and new accuracy on new test images with only the new class names, which the
+# prompts never saw. HM is the harmonic mean. On `objects` (80 colour-shape classes) base is
+# red/orange/yellow/green and new is cyan/blue/purple/pink, every shape in both: new classes
+# combine seen shape words with unseen colour words. On `shapes` (10 classes) the five new
+# shapes are entirely unseen words.
+
+# %%
+b2n_config = {"experiment": "base_to_new", "model": clip.key, "tasks": TASKS, "seeds": SEEDS,
+              "shots": SHOTS, "train": {k: dataclasses.asdict(v) if v else None
+                                        for k, v in TRAIN_CFGS.items()},
+              "method_cfgs": METHOD_CFGS}
+rows, trained = [], {}
+for task in TASKS:
+    for name, cfg in TRAIN_CFGS.items():
+        for seed in SEEDS:
+            t = time.time()
+            out = protocols.base_to_new(name, clip, task, SHOTS, seed, cfg,
+                                        **METHOD_CFGS.get(name, {}))
+            trained[task, name, seed] = out["method"]
+            rows += [row(name, task, seed, split, out[split]) for split in ("base", "new", "hm")]
+        print(f"{task:8s} {LABELS[name]:9s} base {out['base']:5.1f}  new {out['new']:5.1f}  "
+              f"(seed {seed}, {time.time() - t:.1f} s)")
+results.record(EXPERIMENT, b2n_config, rows)
+
+# %%
+b2n = this_run(b2n_config)
+stats = b2n.groupby(["dataset", "method", "split"]).value.agg(["mean", "std"]).reset_index()
+stats["std"] = stats["std"].fillna(0.0)
+table = stats.assign(cell=[f"{m:.1f} ± {s:.1f}" for m, s in zip(stats["mean"], stats["std"])])
+table = table.pivot(index=["dataset", "method"], columns="split", values="cell")[
+    ["base", "new", "hm"]]
+table = table.reindex([(t, m) for t in TASKS for m in ORDER])
+table.columns = ["base (%)", "new (%)", "HM (%)"]
+print(f"mean ± std over seeds {SEEDS}")
+table
+
+# %%
+means = stats.pivot_table(index=["dataset", "method"], columns="split", values="mean")
+# the differences are small next to the accuracies, so plot each method minus zero-shot
+zs_rows = b2n[b2n.method == "zero-shot"].set_index(["dataset", "seed", "split"]).value
+delta = b2n[b2n.method != "zero-shot"].copy()
+delta["gain"] = delta.value.values - zs_rows.loc[list(zip(delta.dataset, delta.seed,
+                                                          delta.split))].values
+delta["split"] = delta.split.replace({"hm": "HM"})
+fig, axes = plt.subplots(1, len(TASKS), figsize=(5.2 * len(TASKS), 3.4), squeeze=False)
+for ax, task in zip(axes[0], TASKS):
+    sns.barplot(data=delta[delta.dataset == task], x="method", y="gain", hue="split",
+                order=ORDER[1:], ax=ax, errorbar="sd", err_kws={"linewidth": 1})
+    ax.axhline(0, color="black", linewidth=0.8)
+    zs = means.loc[(task, "zero-shot")]
+    ax.set_title(f"{task}: {SHOTS}-shot base-to-new\n(zero-shot: base {zs['base']:.1f}, "
+                 f"new {zs['new']:.1f}, HM {zs['hm']:.1f})", fontsize=10)
+    ax.set_xlabel("")
+    ax.set_ylabel("points vs zero-shot")
+    ax.legend(fontsize=8)
+fig.tight_layout()
+plots.save(fig, "02_base_to_new")
+plt.show()
+
+# %%
+for task in TASKS:
+    m = means.loc[task]
+    zs = m.loc["zero-shot"]
+    best = m["hm"].idxmax()
+    print(f"{task}: zero-shot base {zs['base']:.1f}, new {zs['new']:.1f}, HM {zs['hm']:.1f}.")
+    for meth in ORDER[1:]:
+        print(f"  {meth:9s} base {m.loc[meth, 'base'] - zs['base']:+5.1f}, new "
+              f"{m.loc[meth, 'new'] - zs['new']:+5.1f}, HM {m.loc[meth, 'hm'] - zs['hm']:+5.1f} "
+              "points vs zero-shot")
+    drop = m.loc["CoOp", "new"] - zs["new"]
+    print(f"  best HM: {best} ({m.loc[best, 'hm']:.1f}). CoOp's new-class accuracy is "
+          f"{abs(drop):.1f} points {'below' if drop < 0 else 'above'} zero-shot: the classic "
+          f"base-to-new drop {'shows' if drop < -1 else 'does not show'} here.")
+
+# how far did training move the prompts? (all three start from "a photo of a")
+start = init_context(clip, 4, "a photo of a", 0)
+for task in TASKS:
+    moved = {LABELS[n]: [((trained[task, n, s].ctx.detach().cpu() - start).norm() /
+                          start.norm()).item() for s in SEEDS] for n in ("coop", "kgcoop",
+                                                                          "contcoop")}
+    gam = [trained[task, "contcoop", s].gamma.item() for s in SEEDS]
+    print(f"{task}: context moved by " + ", ".join(f"{k} {100 * sum(v) / len(v):.1f}%"
+                                                   for k, v in moved.items()) +
+          f" of its initial norm; ContCoOp's gamma reached {sum(gam) / len(gam):+.3f}")
+
+# %% [markdown]
+# **Reading.** The printed lines above are the result; they are generated from the table, so
+# they stay true when you change the parameters. What to look for: whether learning the
+# context raises base accuracy above the hand-made prompt, whether it costs new-class accuracy
+# (CoOp's known failure), and whether the three remedies keep new-class accuracy near
+# zero-shot. With the context initialised from "a photo of a", CoOp, KgCoOp and ContCoOp all
+# *start* exactly at the zero-shot classifier (ContCoOp's $\gamma = 0$), so any difference is
+# what the short training moved; CoCoOp does not (its Meta-Net is randomly initialised and
+# shifts the context from the first step), which can cost it accuracy in a run this short. The
+# printed drift says how far the context vectors moved from "a photo of a" (relative to its
+# norm): where they moved a lot and accuracy changed little, the prompts found a different
+# context that is not much better than the hand-made one for this small text tower; where they
+# barely moved (few training images, a tenth of the papers' epochs at lr 0.002), the run was too
+# short to tell. Either way, the tiny world here does not reproduce the papers' large base gains
+# or CoOp's new-class drop, and gaps of one or two points, within a seed's standard deviation,
+# should not be read as a ranking. To probe further, raise `EPOCH_SCALE` (the run time grows in
+# proportion).
+
+# %% [markdown]
+# ## Few-shot curve: CoOp against zero-shot
+#
+# All classes of one task, 1 to 16 shots per class; test on the full test split.
+
+# %%
+CURVE_EPOCHS = {1: 50, 2: 100, 4: 100, 8: 200, 16: 200}  # CoOp's schedule, scaled below
+curve_config = {"experiment": "few_shot_curve", "model": clip.key, "task": CURVE_TASK,
+                "shots": CURVE_SHOTS, "seeds": SEEDS, "epoch_scale": CURVE_EPOCH_SCALE,
+                "max_steps": MAX_STEPS}
+train_full = data.tiny(CURVE_TASK, "train")
+test_full = data.tiny(CURVE_TASK, "test")
+zs = methods.create("zero-shot", clip, ensemble=False)
+zs_acc = protocols.evaluate_on(zs, clip, test_full)
+rows, coop_full = [], {}
+for shots in CURVE_SHOTS:
+    cfg = dataclasses.replace(BASE_CFG, epochs=max(1, round(CURVE_EPOCHS.get(shots, 200) *
+                                                         CURVE_EPOCH_SCALE)))
+    for seed in SEEDS:
+        ts = data.few_shot(train_full, shots, seed)
+        coop, _ = protocols.train_method("coop", clip, ts, seed, cfg)
+        rows.append(row("coop", CURVE_TASK, seed, "test", protocols.evaluate_on(coop, clip,
+                                                                                test_full),
+                        shots=shots))
+        rows.append(row("zero-shot", CURVE_TASK, seed, "test", zs_acc, shots=shots))
+        if shots == max(CURVE_SHOTS):
+            coop_full[seed] = coop  # reused below for domains and other datasets
+results.record(EXPERIMENT, curve_config, rows)
+
+# %%
+curve = this_run(curve_config)
+fig, ax = plt.subplots(figsize=(5.2, 3.4))
+sns.lineplot(data=curve, x="shots", y="value", hue="method", marker="o", errorbar="sd", ax=ax)
+ax.set_xscale("log", base=2)
+ax.set_xticks(list(CURVE_SHOTS), [str(s) for s in CURVE_SHOTS])
+ax.set_xlabel("shots per class")
+ax.set_ylabel("top-1 (%)")
+ax.set_title(f"{CURVE_TASK}: CoOp few-shot curve ({clip.key})")
+plots.save(fig, "02_few_shot_curve")
+plt.show()
+curve_means = curve.pivot_table(index="shots", columns="method", values="value")
+curve_means.round(1)
+
+# %%
+gain = curve_means["CoOp"] - curve_means["zero-shot"]
+above = [s for s in gain.index if gain[s] > 0.5]
+print(f"CoOp minus zero-shot by shots: " + ", ".join(f"{s}: {g:+.1f}" for s, g in gain.items()))
+print(f"CoOp beats the hand-made prompt by more than half a point from {min(above)} shot(s) "
+      "on." if above else "CoOp never beats the hand-made prompt by more than half a point at "
+      "these shot counts.")
+
+# %% [markdown]
+# ## Domain generalisation
+#
+# The CoOp prompts trained on all `objects` classes (16 shots, photos) are tested on the shifted
+# domains of the same classes: the tiny world's analogues of ImageNet-Sketch, -R and -A.
+
+# %%
+dg_config = {"experiment": "domains", "model": clip.key, "task": CURVE_TASK, "seeds": SEEDS,
+             "domains": DOMAINS, "shots": max(CURVE_SHOTS), "epoch_scale": CURVE_EPOCH_SCALE,
+             "max_steps": MAX_STEPS}
+rows = []
+for domain in ("photo",) + tuple(DOMAINS):
+    ds = data.tiny(CURVE_TASK, "test", domain)
+    z = protocols.evaluate_on(methods.create("zero-shot", clip, ensemble=False), clip, ds)
+    for seed, coop in coop_full.items():
+        rows.append(row("coop", CURVE_TASK, seed, "test", protocols.evaluate_on(coop, clip, ds),
+                        shots=max(CURVE_SHOTS), domain=domain))
+        rows.append(row("zero-shot", CURVE_TASK, seed, "test", z, shots=max(CURVE_SHOTS),
+                        domain=domain))
+results.record(EXPERIMENT, dg_config, rows)
+dg = this_run(dg_config)
+dg_means = dg.pivot_table(index="domain", columns="method", values="value").reindex(
+    ("photo",) + tuple(DOMAINS))
+dg_means["CoOp gain"] = dg_means["CoOp"] - dg_means["zero-shot"]
+dg_means.round(1)
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.2))
+sns.barplot(data=dg, x="domain", y="value", hue="method", order=("photo",) + tuple(DOMAINS),
+            errorbar="sd", ax=ax)
+ax.set_ylabel("top-1 (%)")
+ax.set_xlabel("")
+ax.set_title(f"{CURVE_TASK}: prompts trained on photos, tested on every domain")
+plots.save(fig, "02_domains")
+plt.show()
+shifted = dg_means.loc[list(DOMAINS), "CoOp gain"]
+print(f"CoOp gain on photos {dg_means.loc['photo', 'CoOp gain']:+.1f} points; on the shifted "
+      f"domains {shifted.mean():+.1f} on average (from {shifted.min():+.1f} on "
+      f"{shifted.idxmin()} to {shifted.max():+.1f} on {shifted.idxmax()}).")
+
+# %% [markdown]
+# ## Cross-dataset transfer
+#
+# The same prompts, attached to other tasks' class names: the context learned on
+# colour-shape names is asked to classify bare shape names and colour names. Attaching is all
+# it takes (the class-name tokens are recomputed); nothing is retrained.
+
+# %%
+xd_config = {"experiment": "cross_dataset", "model": clip.key, "source": CURVE_TASK,
+             "targets": TRANSFER_TASKS, "seeds": SEEDS, "epoch_scale": CURVE_EPOCH_SCALE,
+             "max_steps": MAX_STEPS}
+rows = []
+for task in TRANSFER_TASKS:
+    ds = data.tiny(task, "test")
+    z = protocols.evaluate_on(methods.create("zero-shot", clip, ensemble=False), clip, ds)
+    for seed, coop in coop_full.items():
+        rows.append(row("coop", task, seed, "test", protocols.evaluate_on(coop, clip, ds),
+                        shots=max(CURVE_SHOTS)))
+        rows.append(row("zero-shot", task, seed, "test", z, shots=max(CURVE_SHOTS)))
+results.record(EXPERIMENT, xd_config, rows)
+xd = this_run(xd_config)
+xd_means = xd.pivot_table(index="dataset", columns="method", values="value")
+xd_means["CoOp gain"] = xd_means["CoOp"] - xd_means["zero-shot"]
+xd_means.round(1)
+
+# %%
+for task, r in xd_means.iterrows():
+    verdict = ("helps" if r["CoOp gain"] > 1 else "hurts" if r["CoOp gain"] < -1 else
+               "changes little (within one point)")
+    ceiling = " (zero-shot is at the ceiling: nothing to gain)" if r["zero-shot"] >= 99 else ""
+    print(f"{task}: prompts from {CURVE_TASK} {r['CoOp']:.1f}% vs the task's own hand-made "
+          f"prompt {r['zero-shot']:.1f}% ({r['CoOp gain']:+.1f}): the learned context "
+          f"{verdict}{ceiling}.")
+print(f"notebook run time {time.time() - T0:.0f} s")
+
+# %% [markdown]
+# **Reading.** The few-shot curve, the domain table and the transfer table are printed from
+# the stored rows above. In the papers, CoOp gains most on the training distribution and keeps
+# part of the gain under domain shift, while on other datasets its learned context is often
+# worse than the hand-made prompt. Whether the tiny world shows each of these is stated in the
+# printed lines; where it does not, the likely reasons are the ones measured in this notebook:
+# how far zero-shot already is from the ceiling on the task (little headroom leaves little to
+# learn), and how short our training is compared with the papers'. Notebook 07 takes the
+# modules trained here (same checkpoints) to the updated models `tiny-v2-*`.
