@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[dev]"
-	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python 3 (cliptune)"
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3 (cliptune)"
 	touch $@
 
 zoo: setup   ## pretrain any tiny CLIP whose weights are missing from data/zoo
