@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cliptune import models, text
+from cliptune import models
 from cliptune.methods import base
 
 

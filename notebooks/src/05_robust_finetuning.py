@@ -47,11 +47,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-import torch.nn.functional as F
 from IPython.display import display
 
-from cliptune import data, features, methods, models, plots, protocols, results, runtime, \
-    train, wise_ft, world
+from cliptune import data, methods, models, plots, protocols, results, runtime, train, \
+    wise_ft, world
 
 FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
 EVAL_PER_CLASS = None  # every test image
@@ -190,7 +189,7 @@ for seed in SEEDS:
               f"{np.mean([accs[(FT_TASK, d)] for d in DOMAINS]):5.1f}  other tasks "
               f"{np.mean([accs[(o, 'photo')] for o in OTHER_TASKS]):5.1f}   "
               f"(trained in {train_seconds[(name, seed)]:.0f} s; {time.time() - t:.0f} s here)")
-results.record(EXPERIMENT, run_config, rows)
+stored = results.record(EXPERIMENT, run_config, rows)
 
 # %%
 res = this_run(run_config)
