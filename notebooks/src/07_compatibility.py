@@ -210,12 +210,36 @@ else:
 display_table
 
 # %%
-verdicts = []
+def verdict(gains) -> str:
+    """Compatible: the plugged-in module beats the update's zero-shot by more than the noise
+    (twice the standard error over tasks and seeds); within it: neutral."""
+    m = gains.mean()
+    se = gains.std(ddof=1) / len(gains) ** 0.5 if len(gains) > 1 else 0.0
+    if abs(m) <= max(2 * se, 0.25):
+        return "neutral (within noise)"
+    return "compatible" if m > 0 else "NOT compatible"
+
+
 for (method, upd), g in plug.groupby(["method", "eval_model"]):
-    m = g["gain over zero-shot"].mean()
-    verdicts.append(f"{method:14s} -> {upd:18s}: {m:+5.1f} points "
-                    f"({'compatible' if m > 0 else 'NOT compatible'})")
-print("\n".join(verdicts))
+    gains = g["gain over zero-shot"]
+    print(f"{method:14s} -> {upd:18s}: {gains.mean():+6.2f} points over {len(gains):2d} runs, "
+          f"{verdict(gains)}")
+by_update = plug.groupby("eval_model")["gain over zero-shot"].mean()
+print("\nmean gain over all methods:", ", ".join(f"{u} {v:+.1f}" for u, v in by_update.items()))
+prompt_like = ["coop", "kgcoop", "contcoop", "cocoop"]
+for upd in UPDATES:
+    sub = plug[plug.eval_model == upd].groupby("method")["gain over zero-shot"].mean()
+    best, worst = sub.idxmax(), sub.idxmin()
+    prompts = sub[sub.index.isin(prompt_like)].mean()
+    others = sub[~sub.index.isin(prompt_like)].mean()
+    print(f"{upd}: best {best} ({sub.max():+.1f}), worst {worst} ({sub.min():+.1f}); "
+          f"text-prompt methods {prompts:+.1f} vs the rest {others:+.1f} on average")
+if {"coop", "contcoop"} <= set(plug.method):
+    for upd in UPDATES:
+        c = plug[(plug.eval_model == upd) & (plug.method == "coop")]["gain over zero-shot"].mean()
+        k = plug[(plug.eval_model == upd) & (plug.method == "contcoop")]["gain over zero-shot"].mean()
+        print(f"ContCoOp vs CoOp on {upd}: {k:+.1f} vs {c:+.1f} -> ContCoOp "
+              f"{'keeps more' if k > c else 'keeps less'} of its gain")
 
 # %% [markdown]
 # ## Ablation of ContCoOp's switches
@@ -256,16 +280,30 @@ results.record("07_compatibility", {"experiment": "contcoop-ablation", "task": t
                                     "ablations": ABLATIONS}, rows)
 abl = pd.DataFrame(rows).join(zs.xs(task).rename("zero_shot"), on="eval_model")
 abl["gain over zero-shot"] = abl.value - abl.zero_shot
+abl_means = abl.pivot_table(index="method", columns="eval_model", values="gain over zero-shot")
+for upd in UPDATES:
+    col = abl_means[upd]
+    print(f"on {upd}: best switch setting '{col.idxmax()}' ({col.max():+.1f}), "
+          f"worst '{col.idxmin()}' ({col.min():+.1f})")
 abl.pivot_table(index="method", columns="eval_model", values="gain over zero-shot",
                 aggfunc=mean_std)
 
 # %% [markdown]
-# **Reading.** The printed verdicts above are the measured answer for this world: a method is
-# called compatible with an update when, plugged in untouched, it beats that update's own
-# zero-shot accuracy on average. Two things decide it. First, whether what the module learned
-# lives in a space the update still shares: prompt vectors live in the token-embedding space,
-# which the continued update inherits from v1, while adapters and caches live in v1's *image
-# feature* space, which neither update keeps. Second, how much headroom the update leaves:
-# a better update raises the bar (b) that the plugged-in module has to clear. Where ContCoOp's
-# claimed advantage does not show, the ablation table says which of the reconstructed
-# switches moves the result, and that the reconstruction, not the paper, is being measured.
+# **Reading.** The printed verdicts above are the measured answer for this world: a method
+# counts as compatible with an update when, plugged in untouched, it beats that update's own
+# zero-shot accuracy by more than the run-to-run noise. In the tiny world no method clears
+# that bar clearly; the interesting part is *how much* each loses, and the printed lines say
+# which loses least. Two things decide it. First, whether what the module learned lives in a
+# space the update still shares: prompt vectors live in the token-embedding space, which the
+# continued update inherits from v1, while a linear probe's class weights and a cache's keys
+# live in v1's *image-feature* space, which neither update keeps (the linear probe, which is
+# nothing but old-space class weights, collapses on the retrained update). Second, how much
+# headroom the update leaves: both updates are better zero-shot models than v1, which raises
+# the bar (b) that a plugged-in module has to clear, while the gains the methods reach on v1
+# itself are only a few points in this world (notebooks 02-04).
+#
+# ContCoOp is a reconstruction (its paper's method section could not be read): the paper's
+# claim that class-conditioned prompts survive updates best is *not* reproduced here in
+# general; the lines above compare it with CoOp per update, and the ablation shows which
+# reconstructed switch matters (the zero-shot distillation term, in particular, limits the
+# loss on the retrained update).
