@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import logging
 import hashlib
 import json
+import logging
 import math
 import os
 import pathlib
@@ -161,7 +161,8 @@ def weights_cached(name: str, tag: str) -> bool:
     hub = cfg.get("hf_hub", "")
     if hub:
         from huggingface_hub import try_to_load_from_cache
-        repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+        # "org/repo/" names a repository; "org/repo/file.bin" one file in it
+        repo, filename = (hub.rstrip("/"), "") if hub.endswith("/") else os.path.split(hub)
         names = [filename] if filename else ["open_clip_model.safetensors",
                                              "open_clip_pytorch_model.bin"]
         if any(isinstance(try_to_load_from_cache(repo, f), str) for f in names):

@@ -91,19 +91,15 @@ class CoCoOp(base.Method):
         ctx = self.image_context(image_features)  # [B, M, d]
         n_img, n_cls = ctx.shape[0], len(self.prompts.tokens)
         p = self.prompts
-        # positions after the last end-of-text token cannot reach the pooled feature (causal
-        # mask): leaving them out is exact and saves most of the work on short prompts
-        n = text.trimmed_length(self.clip.model, p.tokens)
         # all B*C prompts at once, image-major: row b*C + c is image b's prompt for class c
         prompts = torch.cat([
             p.prefix.unsqueeze(0).expand(n_img, -1, -1, -1),
             ctx.to(p.prefix.dtype).unsqueeze(1).expand(-1, n_cls, -1, -1),
-            p.suffix[:, :n - 1 - len(self.ctx)].unsqueeze(0).expand(n_img, -1, -1, -1)],
-            dim=2).flatten(0, 1)
-        tokens = p.tokens[:, :n].repeat(n_img, 1)
+            p.suffix.unsqueeze(0).expand(n_img, -1, -1, -1)], dim=2).flatten(0, 1)
+        tokens = p.tokens.repeat(n_img, 1)
         step = self.config.chunk_size
         feats = torch.cat([text.encode_embedded(self.clip.model, prompts[i:i + step],
-                                                tokens[i:i + step])
+                                                tokens[i:i + step], trim=True)
                            for i in range(0, len(prompts), step)])
         return F.normalize(feats, dim=-1).view(n_img, n_cls, -1)
 

@@ -65,13 +65,11 @@ class PromptedClasses(nn.Module):
     def encode(self, model, ctx: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
         """Normalised class features [C, D] for these prompts, in chunks over classes."""
         out = []
-        n = text.trimmed_length(model, self.tokens)  # exact: the rest is unreachable padding
         for i in range(0, len(self.tokens), chunk_size):
             sl = slice(i, i + chunk_size)
             part = ctx[sl] if ctx.dim() == 3 else ctx
-            prompts = torch.cat([self.prefix[sl], self._expand(part, sl),
-                                 self.suffix[sl, :n - 1 - self.n_ctx]], dim=1)
-            out.append(text.encode_embedded(model, prompts, self.tokens[sl, :n]))
+            prompts = torch.cat([self.prefix[sl], self._expand(part, sl), self.suffix[sl]], dim=1)
+            out.append(text.encode_embedded(model, prompts, self.tokens[sl], trim=True))
         return F.normalize(torch.cat(out), dim=-1)
 
     def _expand(self, ctx, sl):

@@ -132,14 +132,13 @@ class ClassPrompts(nn.Module):
     def encode(self, model, ctx, deep=None, chunk_size: int = 256, return_hidden: bool = False):
         """Unnormalised features [C, D] (and per-block EOT states) of the prompted classes."""
         feats, hidden = [], []
-        length = text.trimmed_length(model, self.tokens)  # exact: later positions are padding
         for i in range(0, len(self.tokens), chunk_size):
             sl = slice(i, i + chunk_size)
             n = len(self.tokens[sl])
             mid = ctx.to(self.prefix.dtype).unsqueeze(0).expand(n, -1, -1)
-            x = torch.cat([self.prefix[sl], mid, self.suffix[sl, :length - 1 - self.n_ctx]], dim=1)
-            out = text.encode_embedded(model, x, self.tokens[sl, :length], deep_prompts=deep,
-                                       return_hidden=return_hidden)
+            x = torch.cat([self.prefix[sl], mid, self.suffix[sl]], dim=1)
+            out = text.encode_embedded(model, x, self.tokens[sl], deep_prompts=deep,
+                                       return_hidden=return_hidden, trim=True)
             if return_hidden:
                 out, h = out
                 hidden.append(h)
@@ -155,12 +154,11 @@ def hand_made_states(clip, classnames, template: str, chunk_size: int = 256):
     """The frozen text features [C, D] (unnormalised) of ``template`` and their per-block EOT
     states: the reference the feature shift of a prompted text tower is measured against."""
     tokens = base.class_tokens(clip, classnames, template)
-    tokens = tokens[:, :text.trimmed_length(clip.model, tokens)]  # exact, and faster
     feats, hidden = [], []
     for i in range(0, len(tokens), chunk_size):
         t = tokens[i:i + chunk_size]
         out, h = text.encode_embedded(clip.model, text.embed_tokens(clip.model, t), t,
-                                      return_hidden=True)
+                                      return_hidden=True, trim=True)
         feats.append(out)
         hidden.append(h)
     return torch.cat(feats), [torch.cat(layer) for layer in zip(*hidden)]
