@@ -82,11 +82,15 @@ class ImageSet:
 
 
 # --------------------------------------------------------------------------- the tiny world
-def tiny(task: str, split: str = "test", domain: str = "photo") -> ImageSet:
-    """A tiny-world task split, e.g. ``tiny("objects", "test", "sketch")``."""
-    images, labels, scenes = world.task_split(task, split, domain)
+def tiny(task: str, split: str = "test", domain: str = "photo", seed: int = 0) -> ImageSet:
+    """A tiny-world task split, e.g. ``tiny("objects", "test", "sketch")``.
+
+    ``seed`` draws another split of the same kind (other scenes); experiments use seed 0.
+    """
+    images, labels, scenes = world.task_split(task, split, domain, seed)
     spec = world.TASKS[task]
-    return ImageSet(f"{task}/{split}/{domain}", images, labels.astype(np.int64),
+    name = f"{task}/{split}/{domain}" + (f"/seed{seed}" if seed else "")
+    return ImageSet(name, images, labels.astype(np.int64),
                     spec.classnames, spec.templates, domain, scenes)
 
 

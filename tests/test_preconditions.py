@@ -1,0 +1,86 @@
+"""The preconditions functions on small synthetic inputs (the real numbers live in notebook 00)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from cliptune import preconditions, world
+
+
+def test_check_passes_a_world_with_room():
+    res = preconditions.check({"photo": 50.0, "sketch": 40.0, "painting": 44.0}, ceiling=80.0,
+                              base=52.0, new=47.0, evidence=True)
+    assert all(res.values())
+
+
+@pytest.mark.parametrize("zs,ceiling,base,new,evidence,failing", [
+    ({"photo": 90.0, "sketch": 70.0}, 120.0, 90.0, 90.0, True, "zero-shot in range"),
+    ({"photo": 30.0, "sketch": 20.0}, 80.0, 30.0, 30.0, True, "zero-shot in range"),
+    ({"photo": 50.0, "sketch": 40.0}, 65.0, 50.0, 50.0, True, "ceiling above zero-shot"),
+    ({"photo": 50.0, "sketch": 47.0}, 80.0, 50.0, 50.0, True, "shifted domains harder"),
+    ({"photo": 50.0}, 80.0, 50.0, 50.0, True, "shifted domains harder"),
+    ({"photo": 50.0, "sketch": 40.0}, 80.0, 60.0, 45.0, True, "base ~ new"),
+    ({"photo": 50.0, "sketch": 40.0}, 80.0, 50.0, 50.0, False, "base ~ new"),
+])
+def test_check_fails_exactly_the_broken_precondition(zs, ceiling, base, new, evidence, failing):
+    res = preconditions.check(zs, ceiling, base, new, evidence)
+    assert [k for k, ok in res.items() if not ok] == [failing]
+
+
+def test_check_boundaries_are_inclusive():
+    t = preconditions.Targets()
+    res = preconditions.check({"photo": t.zero_shot_high, "sketch": t.zero_shot_high - 5},
+                              ceiling=t.zero_shot_high + 20, base=50, new=60, evidence=True)
+    assert all(res.values())
+
+
+def test_check_needs_photo():
+    with pytest.raises(KeyError, match="photo"):
+        preconditions.check({"sketch": 40.0}, 80.0, 50.0, 50.0, True)
+
+
+def test_verdicts_count_main_tasks_only():
+    good = {"zs_photo": 50.0, "zs_sketch": 40.0, "ceiling": 80.0, "zs_base": 50.0,
+            "zs_new": 50.0, "same_evidence": True}
+    ceiling_task = {**good, "zs_photo": 100.0, "zs_sketch": 100.0, "ceiling": 100.0}
+    table = pd.DataFrame([{"model": "m", "task": "a", **good}, {"model": "m", "task": "b", **good},
+                          {"model": "m", "task": "c", **ceiling_task},
+                          {"model": "m", "task": "d", **good}])
+    checks, enough = preconditions.verdicts(table, main_tasks=("a", "b", "c"))
+    assert checks.set_index("task")["all"].to_dict() == {"a": "PASS", "b": "PASS", "c": "FAIL",
+                                                         "d": "PASS"}
+    assert enough == {"m": False}  # d passes but is not a main task; c is at ceiling
+    _, enough = preconditions.verdicts(table, main_tasks=("a", "b", "d"))
+    assert enough == {"m": True}
+
+
+def test_probe_ceiling_chooses_c_on_validation_and_separates_separable_data():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8)) * 3
+
+    def draw(n):
+        y = rng.integers(0, 4, n)
+        return centres[y] + rng.normal(size=(n, 8)), y
+    (xtr, ytr), (xva, yva), (xte, yte) = draw(400), draw(200), draw(200)
+    out = preconditions.probe_ceiling(xtr, ytr, xva, yva, xte, yte, cs=(1e-4, 1.0))
+    assert out["C"] == 1.0  # the weak-regularisation fit wins on validation
+    assert out["test"] > 90.0
+    with pytest.raises(ValueError, match="cs is empty"):
+        preconditions.probe_ceiling(xtr, ytr, xva, yva, xte, yte, cs=())
+
+
+def test_same_evidence_and_class_attributes():
+    assert preconditions.class_attributes("objects")[0] == {"colour": "red", "shape": "circle"}
+    assert all(preconditions.same_evidence(t) for t in world.TASKS)
+    with pytest.raises(KeyError, match="unknown task"):
+        preconditions.class_attributes("nope")
+
+
+def test_main_tasks_are_known_and_disjoint_from_sanity_tasks():
+    assert set(world.MAIN_TASKS) <= set(world.TASKS)
+    assert not set(world.MAIN_TASKS) & set(world.SANITY_TASKS)
+    assert len(world.MAIN_TASKS) >= preconditions.Targets().min_main_tasks
+
+
+def test_test_splits_resolve_two_points():
+    for spec in world.TASKS.values():
+        assert spec.test_per_class * len(spec.classnames) >= 3000
