@@ -1,4 +1,4 @@
-"""Diagnostics that show whether a reconstruction's mechanism is at work, printed beside its results.
+"""Diagnostics that show whether a reconstruction's mechanism is at work, beside its results.
 
 Introduced with the reconstructions: ContCoOp in notebook 02 (and 07), RESTORE in notebook 04,
 ARF in notebook 05. Each function takes a trained (attached) method and returns plain numbers:

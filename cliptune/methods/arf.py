@@ -54,7 +54,8 @@ fewest new words at all, until the caption tokenises within the context.
 :func:`cliptune.diagnostics.arf` reports how many captions were over before and after, how
 often the anchors name attributes the class prompt lacks, and the retrieval precision.
 
-Unknowns as config fields: retrieval, fit_captions, lambda_tca, lambda_ita (1.0 each: "added"), k, corpus_size,
+Unknowns as config fields: retrieval, fit_captions, lambda_tca, lambda_ita (1.0 each:
+"added"), k, corpus_size,
 anchor_batch_size (the fine-tuning batch size), second_view (True), freeze_text (False).
 Anchor batches and the second view are drawn with ``batch.generator``, so a resumed run draws
 exactly the anchors the uninterrupted run drew.
