@@ -64,14 +64,17 @@ def test_tip_adapter_with_alpha_zero_is_zero_shot(tiny_clip, train_set):
     b = _batch(train_set, tiny_clip)
     zs = _zero_shot(tiny_clip, train_set, ensemble=False)
     with torch.no_grad():
-        tip0 = _built("tip-adapter", tiny_clip, train_set, alpha=0.0, n_views=1)
+        tip0 = _built("tip-adapter", tiny_clip, train_set, alpha=0.0, n_views=1,
+                      alpha_scale="raw")
         assert torch.allclose(tip0(b), zs(b), atol=1e-5)
-        tip = _built("tip-adapter", tiny_clip, train_set, alpha=1.0, n_views=1)
+        tip = _built("tip-adapter", tiny_clip, train_set, alpha=1.0, n_views=1,
+                     alpha_scale="raw")
         assert not torch.allclose(tip(b), zs(b), atol=1e-3)
 
 
 def test_tip_adapter_logits_follow_the_equation(tiny_clip, train_set):
-    tip = _built("tip-adapter", tiny_clip, train_set, alpha=0.7, beta=3.0, n_views=1)
+    tip = _built("tip-adapter", tiny_clip, train_set, alpha=0.7, beta=3.0, n_views=1,
+                  alpha_scale="raw")
     b = _batch(train_set, tiny_clip)
     f, K, L = b.features, tip.keys, tip.values
     zs = _zero_shot(tiny_clip, train_set, ensemble=False)
@@ -97,11 +100,11 @@ def test_tip_cache_keys_are_averaged_view_features_and_values_one_hot(tiny_clip,
 def test_linear_probe_zero_shot_init_reproduces_zero_shot(tiny_clip, train_set):
     b = _batch(train_set, tiny_clip)
     zs = _zero_shot(tiny_clip, train_set, ensemble=True)  # the probe uses every template
-    lp = methods.create("linear-probe", tiny_clip).attach(tiny_clip, train_set.classnames,
-                                                         train_set.templates)
+    lp = methods.create("linear-probe-zs", tiny_clip).attach(tiny_clip, train_set.classnames,
+                                                            train_set.templates)
     with torch.no_grad():
         assert torch.allclose(lp(b), zs(b), atol=1e-5)
-        zeros = methods.create("linear-probe", tiny_clip, init="zeros").attach(
+        zeros = methods.create("linear-probe-zs", tiny_clip, init="zeros").attach(
             tiny_clip, train_set.classnames, train_set.templates)
         assert torch.equal(zeros(b), torch.zeros(len(b.labels), len(train_set.classnames)))
     with pytest.raises(ValueError, match="'zero-shot' or 'zeros'"):
@@ -194,7 +197,7 @@ def test_save_load_round_trip_gives_identical_logits(tiny_clip, train_set, tmp_p
 
 
 # --------------------------------------------------------------------------- training
-@pytest.mark.parametrize("name", ("linear-probe", "clip-adapter", "tip-adapter-f"))
+@pytest.mark.parametrize("name", ("linear-probe-zs", "clip-adapter", "tip-adapter-f"))
 def test_training_reduces_the_loss(tiny_clip, train_set, name):
     cfg = {"n_views": 1} if "tip" in name else {}
     m = methods.create(name, tiny_clip, **cfg).attach(tiny_clip, train_set.classnames,

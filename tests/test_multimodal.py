@@ -36,6 +36,8 @@ def _resnet_clip(tiny_clip):
 def test_zero_prompt_tokens_reproduce_open_clip_encoders(tiny_clip, shots, name):
     cfg = {"n_ctx": 0} if name != "restore" else {"n_ctx": 0, "ratio_text": 0.0,
                                                    "ratio_vision": 0.0}
+    if name != "ivlp":  # the clean placement: "{class}." with no words left from ctx_init
+        cfg["keep_init_words"] = False
     m = methods.create(name, tiny_clip, **cfg).attach(tiny_clip, CLASSES, ("{}.",))
     assert len(m.deep_text) == 2  # deep prompts are there, with zero tokens each
     with torch.no_grad():
@@ -92,7 +94,8 @@ def test_ctx_init_and_keep_init_words_placement(tiny_clip):
     m = methods.create("maple", tiny_clip)
     emb = tiny_clip.model.token_embedding(tiny_clip.tokenize(["a photo of a"]))[0]
     assert torch.equal(m.ctx.data, emb[1:3])  # "a photo"
-    clean = m.attach(tiny_clip, CLASSES).prompts.tokens
+    clean = methods.create("maple", tiny_clip, keep_init_words=False).attach(
+        tiny_clip, CLASSES).prompts.tokens
     quirk = methods.create("maple", tiny_clip, keep_init_words=True).attach(
         tiny_clip, CLASSES).prompts.tokens
     assert torch.equal(clean, tiny_clip.tokenize([f"X X {c}." for c in CLASSES]))

@@ -17,7 +17,8 @@ REGISTRY = {  # name -> "module:Class", imported on first use
     "cocoop": "cocoop:CoCoOp",
     "kgcoop": "kgcoop:KgCoOp",
     "contcoop": "contcoop:ContCoOp",
-    "linear-probe": "linear_probe:LinearProbe",
+    "linear-probe": "linear_probe:LinearProbe",  # classic: logistic regression, C on validation
+    "linear-probe-zs": "linear_probe:LinearProbeZS",  # zero-shot init, trained by SGD
     "clip-adapter": "clip_adapter:ClipAdapter",
     "tip-adapter": "tip_adapter:TipAdapter",
     "tip-adapter-f": "tip_adapter:TipAdapterF",
@@ -41,6 +42,18 @@ def method_class(name: str):
 
 def available() -> list[str]:
     return sorted(REGISTRY)
+
+
+def preset(name: str, label: str) -> dict:
+    """The config overrides of a named variant of ``name`` (its module's ``PRESETS``), e.g.
+    ``preset("maple", "workbook-v1")``: the baselines' earlier defaults and the
+    reconstructions' design switches, for ablations and :mod:`cliptune.selection`."""
+    import sys
+    method_class(name)
+    presets = getattr(sys.modules[method_class(name).__module__], "PRESETS", {})
+    if label not in presets:
+        raise KeyError(f"{name} has no preset {label!r}; its presets are {sorted(presets)}")
+    return dict(presets[label])
 
 
 def create(name: str, clip, **config) -> Method:

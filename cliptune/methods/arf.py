@@ -26,16 +26,36 @@ For real data give a captions file (``captions=``: lines ``image<TAB>caption``) 
 ``method.captioner = callable(image) -> str`` before training.
 
 Retrieval (:func:`retrieve_anchors`). The paper retrieved from CC3M "according to the
-downstream task", criterion unknown. Reconstruction: from a captioned corpus like the
-pretraining data but separate from it and from every test set (tiny world:
-``world.corpus("retrieval", corpus_size, rich=False)``), rank candidates by the frozen CLIP's
-text-text cosine between each class prompt (template-ensemble weight) and the candidate's
-caption; keep the top ``k`` per class; union; deduplicate by image content. Candidates equal to
-a test image are dropped before ranking (the tiny world's corpora never share a scene seed
-with a task split, so in the tiny world nothing is ever dropped; the check is there for real
-pools). The spec's optional filter on image-text score is not applied.
+downstream task", criterion unknown. Two reconstructions, switch ``retrieval``; both draw from
+a captioned corpus like the pretraining data but separate from it and from every test set
+(tiny world: ``world.corpus("retrieval", corpus_size, rich=False)``), keep the top ``k`` per
+class, take the union, deduplicate by image content, and keep each pair's OWN caption:
 
-Unknowns as config fields: lambda_tca, lambda_ita (1.0 each: "added"), k, corpus_size,
+- ``"text"`` (the spec's text-text ranking): the frozen CLIP's cosine between each class prompt
+  (template-ensemble weight) and the candidate's caption. Measured on main, this returns pairs
+  whose captions *are* class prompts ("a photo of a checkered pattern."), which add no
+  semantics to the second anchor.
+- ``"image"``: the frozen CLIP's cosine between the mean image feature of the class's
+  fine-tuning images and each candidate image. The pairs look like the task's images and come
+  with whatever the corpus says about them (colours, backgrounds, counts), which is what an
+  image-text-pair anchor is for.
+
+Candidates equal to a test image are dropped before ranking (the tiny world's corpora never
+share a scene seed with a task split, so in the tiny world nothing is ever dropped, and
+``build_anchors`` asserts it; the check is there for real pools). The spec's optional filter
+on image-text score is not applied. Which retrieval is the default is decided by
+:mod:`cliptune.selection` on tiny-v1 validation data; until that table is run it stays "text".
+
+Captions that fit the context (``fit_captions``, default on). The captioner's rich captions
+can exceed the text context (32 tokens in the tiny zoo; 27% of them did), and the tokenizer
+then cuts their tail silently. :func:`fit_caption` instead drops whole clauses, first those
+that add the fewest words the task cares about (the words of its class names) and then the
+fewest new words at all, until the caption tokenises within the context.
+:func:`cliptune.diagnostics.arf` reports how many captions were over before and after, how
+often the anchors name attributes the class prompt lacks, and the retrieval precision.
+
+Unknowns as config fields: retrieval, fit_captions, lambda_tca, lambda_ita (1.0 each:
+"added"), k, corpus_size,
 anchor_batch_size (the fine-tuning batch size), second_view (True), freeze_text (False).
 Anchor batches and the second view are drawn with ``batch.generator``, so a resumed run draws
 exactly the anchors the uninterrupted run drew.
@@ -46,6 +66,7 @@ import dataclasses
 import functools
 import hashlib
 import pathlib
+import re
 
 import numpy as np
 import torch
@@ -74,6 +95,13 @@ class ARFConfig(flyp.FLYPConfig):
     exclude_tests: str = "all"  # tiny world: drop candidates equal to test images of "all"
     #                              tasks, of the fine-tuning "task" only, or "none"
     captioner_seed: int = 0
+    retrieval: str = "text"  # "text" (class prompt vs caption) or "image" (class images vs image)
+    fit_captions: bool = True  # drop clauses until every caption fits the text context
+
+
+RETRIEVALS = ("text", "image")
+PRESETS = {"text": {}, "image": {"retrieval": "image"},
+           "text-truncated": {"fit_captions": False}}
 
 
 @dataclasses.dataclass
@@ -86,6 +114,8 @@ class Anchors:
     best_class: np.ndarray  # the class that scored it highest
     n_candidates: int
     n_excluded: int  # candidates dropped because they equal a test image
+    by: str = "text"  # how they were retrieved
+    scenes: tuple | None = None  # tiny world: what each retrieved image shows
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -99,15 +129,21 @@ def image_hashes(images) -> list[str]:
     return [hashlib.sha1(pathlib.Path(p).read_bytes()).hexdigest() for p in images]
 
 
-@functools.lru_cache(maxsize=4)
 def tiny_corpus(name: str, size: int, seed: int = 0):
     """The tiny world's retrieval pool (images, captions), rendered once per process."""
+    images, captions, _ = tiny_corpus_scenes(name, size, seed)
+    return images, captions
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_corpus_scenes(name: str, size: int, seed: int = 0):
+    """(images, captions, scenes) of the tiny world's retrieval pool."""
     pretraining = {r.corpus for r in models.ZOO.values()}
     if name in pretraining:
         raise ValueError(f"corpus_name {name!r} is a pretraining corpus of the tiny zoo; ARF's "
                          "anchors must come from a separate pool: use 'retrieval'")
-    images, captions, _ = world.corpus(name, size, seed=seed, rich=False)
-    return images, tuple(captions)
+    images, captions, scenes = world.corpus(name, size, seed=seed, rich=False)
+    return images, tuple(captions), tuple(scenes)
 
 
 @functools.lru_cache(maxsize=8)
@@ -140,16 +176,90 @@ def read_pairs(path) -> tuple[list[str], list[str]]:
     return images, captions
 
 
+# --------------------------------------------------------------------------- captions
+CLAUSE_BREAK = re.compile(r"\s*[,;]\s*")
+STOPWORDS = frozenset("a an the of on in with as and is are there".split())
+
+
+def token_length(clip, caption: str) -> int:
+    """Tokens of ``caption`` including start and end, before any truncation."""
+    if hasattr(clip.tokenizer, "encode"):
+        return len(clip.tokenizer.encode(caption)) + 2
+    return int((clip.tokenize([caption])[0] != 0).sum())  # tokenizers without encode: a bound
+
+
+def context_length(clip) -> int:
+    return int(clip.tokenize([""]).shape[1])
+
+
+def _words(text_: str) -> set:
+    return set(re.findall(r"[a-z]+", text_.lower())) - STOPWORDS
+
+
+def fit_caption(caption: str, length, max_tokens: int, keep_words=frozenset()) -> str:
+    """Drop whole clauses (split at ',' and ';'; the first is never dropped) until
+    ``length(caption) <= max_tokens``. The clause dropped next adds the fewest ``keep_words``
+    not said elsewhere, then the fewest new words at all; the later one on ties. A first
+    clause that alone is too long is left to the tokenizer's truncation."""
+    if length(caption) <= max_tokens:
+        return caption
+    stripped = caption.rstrip()
+    end = stripped[-1] if stripped[-1:] in (".", "!", "?") else ""
+    body = stripped[:-1] if end else stripped
+    clauses = CLAUSE_BREAK.split(body)
+    seps = [""] + CLAUSE_BREAK.findall(body)
+    kept = list(range(len(clauses)))
+
+    def build(idx):
+        return "".join(seps[i] + clauses[i] if j else clauses[i] for j, i in enumerate(idx)) + end
+
+    while len(kept) > 1 and length(build(kept)) > max_tokens:
+        def cost(i):
+            others = set().union(*(_words(clauses[j]) for j in kept if j != i))
+            new = _words(clauses[i]) - others
+            return (len(new & set(keep_words)), len(new), -i)
+        kept.remove(min(kept[1:], key=cost))
+    return build(kept)
+
+
+def fit_captions(clip, captions, keep_words=frozenset()) -> tuple[list, dict]:
+    """Every caption fitted to ``clip``'s context; counts of captions over it before and after."""
+    n = context_length(clip)
+    length = functools.partial(token_length, clip)
+    fitted = [fit_caption(c, length, n, keep_words) for c in captions]
+    over = {"n": len(captions), "over_before": sum(length(c) > n for c in captions),
+            "over_after": sum(length(c) > n for c in fitted)}
+    return fitted, over
+
+
 # --------------------------------------------------------------------------- retrieval
 @torch.no_grad()
+def encode_pool_images(clip, images, batch_size: int = 512) -> torch.Tensor:
+    """Normalised frozen image features of uint8 arrays or image file paths."""
+    if isinstance(images, np.ndarray):
+        return clip.encode_images(images, batch_size)
+    from PIL import Image
+    out = []
+    for i in range(0, len(images), batch_size):
+        pil = [Image.open(p).convert("RGB") for p in images[i:i + batch_size]]
+        out.append(clip.encode_images(pil, batch_size))
+    return torch.cat(out)
+
+
+@torch.no_grad()
 def retrieve_anchors(clip: models.Clip, classnames, templates, images, captions, k: int,
-                     exclude_hashes=frozenset(), chunk_size: int = 512) -> Anchors:
-    """ITAR, reconstructed: the top-``k`` corpus pairs per class by frozen-CLIP text-text
-    cosine between the class prompt (template ensemble) and each candidate caption; union
+                     exclude_hashes=frozenset(), chunk_size: int = 512, by: str = "text",
+                     query_images=None, query_labels=None) -> Anchors:
+    """ITAR, reconstructed: the top-``k`` corpus pairs per class under the frozen CLIP, union
     over classes, deduplicated by image content, candidates equal to an excluded (test) image
-    dropped before ranking. Every kept pair keeps its own corpus caption."""
+    dropped before ranking. ``by="text"``: class prompt (template ensemble) against each
+    candidate caption; ``by="image"``: the normalised mean feature of the class's
+    ``query_images`` (labels ``query_labels``) against each candidate image. Every kept pair
+    keeps its own corpus caption."""
     if k <= 0:
         raise ValueError(f"k (retrieved pairs per class) must be positive, not {k}")
+    if by not in RETRIEVALS:
+        raise ValueError(f"retrieval must be one of {RETRIEVALS}, not {by!r}")
     if len(images) != len(captions):
         raise ValueError(f"the retrieval pool has {len(images)} images but {len(captions)} "
                          "captions; they must pair up one to one")
@@ -165,9 +275,25 @@ def retrieve_anchors(clip: models.Clip, classnames, templates, images, captions,
     keep = np.asarray(keep, dtype=np.int64)
     if len(keep) == 0:
         raise ValueError("the retrieval pool is empty after removing test images")
-    queries = base.zero_shot_weights(clip, classnames, templates)  # [C, D]
-    tokens = clip.tokenize([captions[i] for i in keep])
-    keys = text.encode_text(clip.model, tokens, chunk_size, normalize=True)  # [N, D]
+    if by == "text":
+        queries = base.zero_shot_weights(clip, classnames, templates)  # [C, D]
+        tokens = clip.tokenize([captions[i] for i in keep])
+        keys = text.encode_text(clip.model, tokens, chunk_size, normalize=True)  # [N, D]
+    else:
+        if query_images is None or query_labels is None:
+            raise ValueError("retrieval='image' needs the fine-tuning images and labels "
+                             "(query_images=, query_labels=) to rank candidates by")
+        labels = torch.as_tensor(np.asarray(query_labels))
+        missing = [classnames[c] for c in range(len(classnames)) if not (labels == c).any()]
+        if missing:
+            raise ValueError(f"retrieval='image' needs at least one fine-tuning image per class;"
+                             f" none for {missing[:3]}")
+        feats = encode_pool_images(clip, query_images)
+        labels = labels.to(feats.device)
+        queries = F.normalize(torch.stack([feats[labels == c].mean(0)
+                                           for c in range(len(classnames))]), dim=-1)
+        pool = images[keep] if isinstance(images, np.ndarray) else [images[i] for i in keep]
+        keys = encode_pool_images(clip, pool)
     sim = queries @ keys.T  # [C, N]
     top = sim.topk(min(k, sim.shape[1]), dim=1).indices  # [C, k]
     chosen = torch.unique(top.flatten()).cpu()  # union over classes, sorted, no repeats
@@ -175,7 +301,7 @@ def retrieve_anchors(clip: models.Clip, classnames, templates, images, captions,
     idx = keep[chosen.numpy()]
     pool_images = images[idx] if isinstance(images, np.ndarray) else [images[i] for i in idx]
     return Anchors(pool_images, [captions[i] for i in idx], idx, best.values.cpu().numpy(),
-                   best.indices.cpu().numpy(), len(images), n_excluded)
+                   best.indices.cpu().numpy(), len(images), n_excluded, by)
 
 
 # --------------------------------------------------------------------------- the method
@@ -191,12 +317,21 @@ class ARF(flyp.FLYP):
         cfg = self.config
         self._train_set = train_set
         self.anchors = None
+        self.caption_fit = {}
+        if cfg.retrieval not in RETRIEVALS:
+            raise ValueError(f"ARF retrieval must be one of {RETRIEVALS}, not {cfg.retrieval!r}")
+        keep = set().union(*(_words(c) for c in train_set.classnames))  # what the task names
         if cfg.lambda_tca:
             caps = self.fine_tuning_captions(train_set)
+            if cfg.fit_captions:
+                caps, self.caption_fit["tca"] = fit_captions(self.clip, caps, keep)
             self.register_buffer("caption_tokens", self.clip.tokenize(caps), persistent=False)
             self.train_captions = caps
         if cfg.lambda_ita:
             self.anchors = self.build_anchors(train_set)
+            if cfg.fit_captions:
+                self.anchors.captions, self.caption_fit["ita"] = fit_captions(
+                    self.clip, self.anchors.captions, keep)
             self.register_buffer("anchor_pixels", self.clip.prepare(self.anchors.images),
                                  persistent=False)
             self.register_buffer("anchor_tokens", self.clip.tokenize(self.anchors.captions),
@@ -232,11 +367,13 @@ class ARF(flyp.FLYP):
     def build_anchors(self, train_set) -> Anchors:
         """ITAR: retrieve pairs for the training classes with the frozen source CLIP."""
         cfg = self.config
+        scenes = None
         if cfg.retrieval_pairs:
             images, captions = read_pairs(cfg.retrieval_pairs)
             exclude = frozenset()
         elif train_set.scenes is not None:
-            images, captions = tiny_corpus(cfg.corpus_name, cfg.corpus_size, cfg.corpus_seed)
+            images, captions, scenes = tiny_corpus_scenes(cfg.corpus_name, cfg.corpus_size,
+                                                          cfg.corpus_seed)
             task = train_set.name.split("/")[0]
             tasks = {"all": tuple(world.TASKS), "task": (task,) if task in world.TASKS else (),
                      "none": ()}
@@ -250,8 +387,13 @@ class ARF(flyp.FLYP):
                 "not a tiny-world set: pass retrieval_pairs='path/to/pool.tsv' ('image_path<TAB>"
                 "caption' lines from a pretraining-like corpus, e.g. a CC3M shard; never a test "
                 "set), or switch the anchor off with lambda_ita=0.")
+        query = train_set.images if isinstance(train_set.images, np.ndarray) else \
+            list(train_set.images)
         anchors = retrieve_anchors(self._source, self.classnames, self.templates, images,
-                                   captions, cfg.k, exclude)
+                                   captions, cfg.k, exclude, by=cfg.retrieval,
+                                   query_images=query, query_labels=train_set.labels)
+        if scenes is not None:
+            anchors.scenes = tuple(scenes[i] for i in anchors.indices)
         if train_set.scenes is not None and anchors.n_excluded:
             raise AssertionError(f"the tiny world's {cfg.corpus_name!r} corpus shares "
                                  f"{anchors.n_excluded} images with test sets: world.py's seed "

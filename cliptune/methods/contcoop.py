@@ -14,9 +14,33 @@ distilled. Everything else below is the reference reconstruction of
     z     = exp(t) * cos(f(x), g(t_c)),   z0 = exp(t) * cos(f(x), w^clip_c)  (hand-made template)
     L     = CE(z, y) + lambda * KL(softmax(z0 / T) || softmax(z / T)) * T^2
 
-Because gamma starts at 0, training starts exactly at CoOp with the same context.
+Because gamma starts at 0, training starts exactly at CoOp with the same context. Measured
+on main, gamma ended near +-0.05: the free residual P carries the prompt and the method ends
+as CoOp plus distillation. So a second form builds the prompts from the attached model's
+embeddings *by construction* (``prompt_form="readout"``), with no free residual::
+
+    K_c   = [E_w ; E_c]                 E_w: token embeddings of ctx_init's words ("a photo of
+                                        a") and E_c of the class name, both computed by the
+                                        CURRENTLY attached model (never saved)
+    A_c   = softmax( Q (LN(K_c) W_k)^T / sqrt(d) )       Q: [M, d] learned queries, one per slot
+    P_c   = A_c K_c W_v                                   W_k, W_v: [d, d], identity at init
+
+Every prompt vector is a learned linear read-out of the attached model's own embeddings, so an
+update that moves the embeddings moves the prompts (tests/test_reconstructions.py checks it).
+Q starts as LN(E_w) of the creating model: slot i then attends almost only to word i (score
+||LN(e_i)||^2 / sqrt(d) = sqrt(d) against O(1) for the others), so training starts close to
+CoOp from "a photo of a" (``ctx_init=None``: Q ~ N(0, 0.02^2), a uniform read-out). The queries
+and the two maps are the state; heads, kv, gamma are unused in this form. Which form is the
+default is decided by :mod:`cliptune.selection` on tiny-v1 validation data and the validation
+update; until that table is run the default stays the residual form.
+
+:func:`cliptune.diagnostics.contcoop` measures the mechanism: the share of the prompt that
+comes through the attention path, the attention entropy and the attention mass on the class
+name.
 
 Switches (``ContCoOpConfig``; defaults = the reconstruction):
+
+- ``prompt_form``: ``"residual"`` (P + gamma Attn, above) or ``"readout"`` (no free residual).
 
 - ``n_ctx`` / ``ctx_init``: M = 4 from "a photo of a" (or ``ctx_init=None``: N(0, 0.02^2)).
 - ``class_embedding``: ``"tok"`` the class name's token embeddings [L_c, d], padded and masked
@@ -49,6 +73,8 @@ from cliptune.methods.coop import PromptedClasses, init_context
 CLASS_EMBEDDINGS = ("tok", "tok-mean", "txt")
 KV_CHOICES = ("class", "prompt+class")
 KD_CHOICES = ("kl_logits", "l2_text", "none")
+PROMPT_FORMS = ("residual", "readout")
+PRESETS = {"residual": {}, "readout": {"prompt_form": "readout"}}
 
 
 @dataclasses.dataclass
@@ -63,6 +89,7 @@ class ContCoOpConfig:
     kd: str = "kl_logits"
     kd_weight: float = 1.0
     kd_temperature: float = 1.0
+    prompt_form: str = "residual"  # or "readout": prompts built from the model's embeddings
 
 
 def _check_choice(field: str, value, choices) -> None:
@@ -99,6 +126,11 @@ class ContCoOp(base.Method):
         _check_choice("class_embedding", cfg.class_embedding, CLASS_EMBEDDINGS)
         _check_choice("kv", cfg.kv, KV_CHOICES)
         _check_choice("kd", cfg.kd, KD_CHOICES)
+        _check_choice("prompt_form", cfg.prompt_form, PROMPT_FORMS)
+        if cfg.prompt_form == "readout" and cfg.class_embedding == "txt":
+            raise ValueError("ContCoOp prompt_form='readout' reads prompts out of token "
+                             "embeddings, and class_embedding='txt' gives text features (another"
+                             " space): use class_embedding='tok' or 'tok-mean' with it")
         widths = base.model_widths(clip.model)
         d = widths["text width"]
         if cfg.heads < 1 or d % cfg.heads:
@@ -111,13 +143,28 @@ class ContCoOp(base.Method):
                     f" as keys for context of text width {d}; they differ on {clip.key}: use "
                     "class_embedding='tok'")
             keys.append("embed dim")
+        self.record_widths(clip, *keys)
+        if cfg.prompt_form == "readout":
+            self._init_readout(clip, d)
+            return
         self.ctx = nn.Parameter(init_context(clip, cfg.n_ctx, cfg.ctx_init, cfg.init_seed))
         self.ln_ctx = nn.LayerNorm(d)
         self.ln_cls = nn.LayerNorm(d)
         self.attn = nn.MultiheadAttention(d, cfg.heads, batch_first=True)
         self._init_attention(runtime.generator(cfg.init_seed, "contcoop-attn"))
         self.gamma = nn.Parameter(torch.tensor(float(cfg.gamma_init)))
-        self.record_widths(clip, *keys)
+
+    def _init_readout(self, clip, d: int) -> None:
+        """Q [M, d] from LN(E_w) of ``clip`` (or N(0, 0.02^2)); W_k = W_v = I."""
+        cfg = self.config
+        words = init_context(clip, cfg.n_ctx, cfg.ctx_init, cfg.init_seed)
+        self.query = nn.Parameter(F.layer_norm(words, (d,)) if cfg.ctx_init else words)
+        self.w_key = nn.Parameter(torch.eye(d))
+        self.w_value = nn.Parameter(torch.eye(d))
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.query) if self.config.prompt_form == "readout" else len(self.ctx)
 
     def _init_attention(self, gen):
         """nn.MultiheadAttention's own init (Xavier in-projection, zero biases, default
@@ -131,18 +178,44 @@ class ContCoOp(base.Method):
             a.out_proj.bias.zero_()
 
     def on_attach(self):
-        self.prompts = PromptedClasses(self.clip, self.classnames, len(self.ctx))
+        self.prompts = PromptedClasses(self.clip, self.classnames, self.n_slots)
         emb, pad = class_embeddings(self.clip, self.classnames, self.config.class_embedding,
                                     self.templates[0])
+        if self.config.prompt_form == "readout":  # K_c = [E_w ; E_c] of the attached model
+            words = self.context_words().to(emb)
+            emb = torch.cat([words.unsqueeze(0).expand(len(emb), -1, -1), emb], dim=1)
+            pad = torch.cat([torch.zeros(len(pad), len(words), dtype=torch.bool,
+                                         device=pad.device), pad], dim=1)
+            self.register_buffer("word_keys", torch.zeros(emb.shape[1], dtype=torch.bool,
+                                                          device=pad.device), persistent=False)
+            self.word_keys[:len(words)] = True
         self.register_buffer("class_emb", emb.detach().float(), persistent=False)
         self.register_buffer("class_pad", pad, persistent=False)
         if self.config.kd != "none":  # the frozen zero-shot teacher of the same model
             self.register_buffer("clip_weights", base.zero_shot_weights(
                 self.clip, self.classnames, self.templates[:1]), persistent=False)
 
+    def context_words(self) -> torch.Tensor:
+        """E_w: the attached model's token embeddings of ctx_init's words [W, d] (W = 0 when
+        ctx_init is None: the read-out is then over the class name alone)."""
+        cfg = self.config
+        if not cfg.ctx_init:
+            return torch.zeros(0, self.query.shape[1], device=self.clip.device)
+        return init_context(self.clip, cfg.n_ctx, cfg.ctx_init, cfg.init_seed).to(self.clip.device)
+
     # ------------------------------------------------------------------ the prompts
-    def class_context(self) -> torch.Tensor:
-        """P_c = P + gamma * Attn(LN(P), LN(E_c), LN(E_c)): [C, M, d]."""
+    def attention(self):
+        """(P_c [C, M, d], attention weights [C, M, K] averaged over heads, the attention path's
+        contribution to P_c [C, M, d], class-name key mask [K] or [C, K]). The diagnostics
+        read the last three; :meth:`class_context` the first."""
+        if self.config.prompt_form == "readout":
+            d = self.query.shape[1]
+            keys = F.layer_norm(self.class_emb, (d,)) @ self.w_key.T
+            scores = torch.einsum("md,ckd->cmk", self.query, keys) / math.sqrt(d)
+            scores = scores.masked_fill(self.class_pad.unsqueeze(1), float("-inf"))
+            weights = scores.softmax(-1)
+            out = weights @ (self.class_emb @ self.w_value.T)
+            return out, weights, out, ~self.word_keys
         n_cls = len(self.class_emb)
         q = self.ln_ctx(self.ctx).unsqueeze(0).expand(n_cls, -1, -1)
         kv = self.ln_cls(self.class_emb)
@@ -151,8 +224,16 @@ class ContCoOp(base.Method):
             kv = torch.cat([q, kv], dim=1)
             pad = torch.cat([torch.zeros(n_cls, len(self.ctx), dtype=torch.bool,
                                          device=pad.device), pad], dim=1)
-        out, _ = self.attn(q, kv, kv, key_padding_mask=pad, need_weights=False)
-        return self.ctx.unsqueeze(0) + self.gamma * out
+        out, weights = self.attn(q, kv, kv, key_padding_mask=pad, need_weights=True)
+        path = self.gamma * out
+        is_class = torch.ones(kv.shape[1], dtype=torch.bool, device=kv.device)
+        if self.config.kv == "prompt+class":
+            is_class[:len(self.ctx)] = False
+        return self.ctx.unsqueeze(0) + path, weights, path, is_class
+
+    def class_context(self) -> torch.Tensor:
+        """P_c [C, M, d]: P + gamma * Attn(LN(P), LN(E_c), LN(E_c)), or the read-out."""
+        return self.attention()[0]
 
     def class_features(self) -> torch.Tensor:
         return self.prompts.encode(self.clip.model, self.class_context())

@@ -1,21 +1,39 @@
 """Linear probe: a linear classifier on frozen, normalised CLIP image features.
 
     logits = f(x) W^T + b          f(x) = normalize(image_encoder(x)),  W in R^{C x D},  b in R^C
-    loss   = CE(logits, y)  (+ lambda ||W||^2 through TrainConfig.weight_decay: L2-regularised
-                             logistic regression, as in Kumar et al.'s LP and LP-FT's stage 1)
 
 Introduced in notebook 03. The state is the head itself (``weight`` [C, D], ``bias`` [C]).
 
-Initialisation (``init``):
+**``linear-probe``: the classic probe, as CLIP (Radford et al. 2021, sec. 3.2) and CoOp run it**
+(``solver="lbfgs"``): multinomial logistic regression from scratch on the clean (un-augmented)
+features of the training images,
 
-- ``"zero-shot"`` (default): W = exp(t) [w_1 ... w_C], the zero-shot class weights of the model
-  the probe is first attached to (every template of the dataset, normalised, averaged and
-  normalised again), with CLIP's temperature folded in, and b = 0. This is the WiSE-FT /
-  FLYP ``ClassificationHead`` convention. The default because it makes the probe start exactly
-  at zero-shot (tests/test_adapters.py checks it), so few steps on one or two shots cannot do
-  worse than a random head would, and weight decay then shrinks towards a head that already
-  works instead of starting from nothing.
-- ``"zeros"``: the classic probe from scratch (W = 0, b = 0: uniform predictions at step 0).
+    min_{W, b}  sum_i CE(f_i W^T + b, y_i) + 1 / (2 C) ||W||_F^2      (bias not penalised)
+
+which is scikit-learn's ``LogisticRegression(C=C)`` objective (tests/test_adapters.py checks
+that the two agree). It is convex, so full-batch L-BFGS in float64 finds the same optimum from
+any start: deterministic, no learning rate, no epochs. C is chosen on validation data from a
+log-spaced sweep over [1e-6, 1e6], as CoOp's linear probe does it: a coarse grid (every two
+decades), then ``refine_steps`` bisections in log10 C around the best value (CLIP sweeps the
+same range with 96 steps; bisection reaches a similar resolution with a tenth of the fits).
+The validation data is, in order of preference:
+
+- a validation set handed over with :meth:`LinearProbe.use_validation_set` (CoOp: a few-shot
+  draw from the dataset's train/val split that shares no image with the training shots);
+- else stratified ``cv_folds``-fold cross-validation on the training shots themselves;
+- else (one shot per class: nothing to hold out) the fixed ``C_fallback`` (scikit-learn's 1.0),
+  and :attr:`search` says so.
+
+``C`` set to a number skips the search. :attr:`search` holds the table of (C, accuracy).
+The probe has nothing for ``train.fit`` to train: ``protocols.train_method`` calls
+:meth:`on_train_start`, which solves it (as it builds Tip-Adapter's cache).
+
+**``linear-probe-zs``: the workbook's earlier probe, kept as a named variant** (``solver="sgd"``,
+``init="zero-shot"``): W = exp(t) [w_1 ... w_C] (the zero-shot class weights of the model it is
+first attached to, every template, with CLIP's temperature folded in), b = 0, then trained by
+``train.fit`` with CE and weight decay (the WiSE-FT / FLYP ``ClassificationHead`` convention).
+It starts exactly at zero-shot; it is *not* what CLIP and CoOp report as "linear probe".
+``init="zeros"`` with ``solver="sgd"`` is the SGD probe from scratch.
 
 The head is class-specific: it has one row per training class, in the order of the class list
 it was first attached to. That list is recorded in the config (so it is saved beside the
@@ -27,9 +45,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from cliptune import features
 from cliptune.methods import base
 
 
@@ -54,14 +75,118 @@ def check_class_list(method, have, want) -> None:
         "carries no per-class state).")
 
 
+SOLVERS = ("lbfgs", "sgd")
+INITS = ("zero-shot", "zeros")
+C_GRID = (1e-6, 1e-4, 1e-2, 1.0, 1e2, 1e4, 1e6)  # CoOp's coarse sweep, refined by bisection
+
+
 @dataclasses.dataclass
 class LinearProbeConfig:
-    init: str = "zero-shot"  # "zero-shot" (W = exp(t) * zero-shot weights, b = 0) or "zeros"
+    solver: str = "lbfgs"  # "lbfgs": logistic regression, C on validation; "sgd": train.fit
+    init: str = "zeros"  # "zeros" or "zero-shot" (W = exp(t) * zero-shot weights, b = 0)
     bias: bool = True
+    C: float | None = None  # inverse L2 strength; None = chosen from c_grid on validation
+    c_grid: tuple = C_GRID
+    refine_steps: int = 3  # bisections in log10 C around the best grid value (+-1, 0.5, 0.25)
+    cv_folds: int = 4  # folds when no validation set is given (min with the shots per class)
+    cv_seed: int = 0
+    C_fallback: float = 1.0  # one shot per class and no validation set: nothing to hold out
+    max_iter: int = 100  # L-BFGS iterations per fit
     # Filled in by the first attach (and saved with the weights): the classes the rows stand
     # for and the templates of the zero-shot init. Leave empty when creating a probe.
     classnames: tuple = ()
     templates: tuple = ()
+
+
+PRESETS = {"classic": {}, "zero-shot-sgd": {"solver": "sgd", "init": "zero-shot"}}
+
+
+@dataclasses.dataclass
+class LinearProbeZSConfig(LinearProbeConfig):
+    solver: str = "sgd"
+    init: str = "zero-shot"
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, C: float, bias: bool = True,
+                 max_iter: int = 500, start=None):
+    """argmin_{W,b} sum_i CE(x_i W^T + b, y_i) + ||W||^2 / (2C), by full-batch L-BFGS (float64).
+
+    ``start``: (W, b) to begin from (a warm start along a C grid; the optimum does not depend
+    on it, the problem is strictly convex in W). Returns float32 (W [C, D], b [C]).
+    """
+    if C <= 0:
+        raise ValueError(f"C (inverse regularisation strength) must be positive, not {C}")
+    x = x.detach().double()
+    y = torch.as_tensor(y, device=x.device).long()
+    w0, b0 = start if start is not None else (None, None)
+    w = (w0.detach().double().clone() if w0 is not None else
+         x.new_zeros(n_classes, x.shape[1])).requires_grad_(True)
+    b = (b0.detach().double().clone() if b0 is not None else
+         x.new_zeros(n_classes)).requires_grad_(bias)
+    opt = torch.optim.LBFGS([w, b] if bias else [w], lr=1.0, max_iter=max_iter,
+                            tolerance_grad=1e-7, tolerance_change=1e-9, history_size=10,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ w.T + b, y, reduction="sum") + (w * w).sum() / (2 * C)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w.detach().float(), b.detach().float()
+
+
+def stratified_folds(labels, k: int, seed: int) -> np.ndarray:
+    """Fold id per sample: each class's members, in a seeded order, dealt round-robin."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    fold = np.zeros(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        fold[members] = np.arange(len(members)) % k
+    return fold
+
+
+def search_c(x, y, n_classes: int, grid, val=None, folds: int = 4, seed: int = 0,
+             bias: bool = True, max_iter: int = 200, refine_steps: int = 3) -> dict:
+    """Choose C by validation accuracy: every C of ``grid`` (ascending, warm-started), then
+    ``refine_steps`` bisections: try best * 10^(+-h) for h = 1, 1/2, 1/4, ... and keep the best.
+    The smaller C (stronger regularisation) wins ties. ``val``: (features, labels), else
+    stratified ``folds``-fold cross-validation on (x, y). Returns {"C", "accuracy", "table",
+    "how"}; ``table`` lists every (C, accuracy) tried, ``how`` which validation was used."""
+    grid = sorted(float(c) for c in grid)
+    if not grid:
+        raise ValueError("the C grid is empty; give at least one value (or set C)")
+    y = torch.as_tensor(y, device=x.device).long()
+    if val is not None:
+        splits = [(torch.ones(len(y), dtype=torch.bool, device=x.device), val)]
+        how = f"validation set ({len(val[1])} images)"
+    else:
+        fold = torch.as_tensor(stratified_folds(y.cpu().numpy(), folds, seed), device=x.device)
+        splits = [(fold != f, (x[fold == f], y[fold == f])) for f in range(folds)]
+        how = f"{folds}-fold cross-validation on the training shots"
+
+    def accuracy(cs) -> list:
+        correct, total = np.zeros(len(cs)), 0
+        for keep, (xv, yv) in splits:
+            start = None
+            yv = torch.as_tensor(yv, device=x.device).long()
+            for j, c in enumerate(cs):  # ascending: each fit starts from the previous one
+                start = fit_logistic(x[keep], y[keep], n_classes, c, bias, max_iter, start)
+                correct[j] += float(((xv.float() @ start[0].T + start[1]).argmax(-1) == yv).sum())
+            total += len(yv)
+        return [float(v) for v in 100.0 * correct / total]
+
+    table = dict(zip(grid, accuracy(grid)))
+    best = max(table, key=lambda c: (table[c], -c))
+    for step in range(refine_steps):
+        h = 10.0 ** (2.0 ** -step)  # a factor of 10, then sqrt(10), ...
+        new = sorted({c for c in (best / h, best * h) if grid[0] <= c <= grid[-1]} - set(table))
+        table.update(zip(new, accuracy(new)))
+        best = max(table, key=lambda c: (table[c], -c))
+    return {"C": best, "accuracy": table[best], "table": sorted(table.items()), "how": how}
 
 
 class LinearProbe(base.Method):
@@ -70,17 +195,24 @@ class LinearProbe(base.Method):
 
     def __init__(self, clip, config=None):
         super().__init__(config)
-        if self.config.init not in ("zero-shot", "zeros"):
-            raise ValueError(f"linear-probe init must be 'zero-shot' or 'zeros', not "
-                             f"{self.config.init!r}")
+        cfg = self.config
+        if cfg.init not in INITS:
+            raise ValueError(f"{self.name} init must be 'zero-shot' or 'zeros', not {cfg.init!r}")
+        if cfg.solver not in SOLVERS:
+            raise ValueError(f"{self.name} solver must be one of {SOLVERS}, not {cfg.solver!r}: "
+                             "'lbfgs' solves the classic probe, 'sgd' leaves it to train.fit")
         dim = base.model_widths(clip.model)["embed dim"]
-        n = len(self.config.classnames)
+        n = len(cfg.classnames)
+        trained_by_fit = cfg.solver == "sgd"  # L-BFGS solves it in on_train_start instead
         # An empty head until the probe knows its classes (first attach, or a loaded config);
         # the Parameter objects stay the same when they are filled, only their data changes.
-        self.weight = nn.Parameter(torch.zeros(n, dim))
-        self.bias = nn.Parameter(torch.zeros(n), requires_grad=self.config.bias)
+        self.weight = nn.Parameter(torch.zeros(n, dim), requires_grad=trained_by_fit)
+        self.bias = nn.Parameter(torch.zeros(n), requires_grad=trained_by_fit and cfg.bias)
+        self.register_buffer("C_chosen", torch.tensor(float("nan")))  # saved with the head
         self.record_widths(clip, "embed dim")
         self._filled = False  # True once the head holds an init or loaded weights
+        self._val_set = None
+        self.search = None  # the C search of the last solve (see search_c)
 
     def on_attach(self):
         if not self._filled:  # first attach: build the head for this class list and model
@@ -111,11 +243,59 @@ class LinearProbe(base.Method):
         for key in ("weight", "bias"):
             if key in state_dict and getattr(self, key).shape != state_dict[key].shape:
                 getattr(self, key).data = torch.empty_like(state_dict[key]).to(self.weight.device)
+        if "C_chosen" not in state_dict:  # saved before the classic solve existed
+            state_dict = {**state_dict, "C_chosen": torch.tensor(float("nan"))}
         out = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self._filled = True
         return out
+
+    # ------------------------------------------------------------------ the classic solve
+    def use_validation_set(self, val_set) -> None:
+        """Choose C on ``val_set`` (disjoint from the training shots, e.g.
+        ``tip_adapter.validation_split``) instead of cross-validating on the shots."""
+        if self.config.classnames:
+            check_class_list(self, self.config.classnames, val_set.classnames)
+        self._val_set = val_set
+
+    @torch.no_grad()
+    def on_train_start(self, train_set) -> None:
+        if self.config.solver != "lbfgs":
+            return  # the SGD probe is trained by train.fit
+        check_class_list(self, self.config.classnames or self.classnames, train_set.classnames)
+        cfg = self.config
+        x = features.image_features(self.clip, train_set)  # view 0: the clean images
+        y = torch.as_tensor(train_set.labels, device=x.device)
+        n = len(self.classnames)
+        if cfg.C is not None:
+            self.search = {"C": float(cfg.C), "accuracy": float("nan"), "table": [],
+                           "how": "fixed by config"}
+        elif self._val_set is not None:
+            val = (features.image_features(self.clip, self._val_set),
+                   torch.as_tensor(self._val_set.labels, device=x.device))
+            self.search = search_c(x, y, n, cfg.c_grid, val, bias=cfg.bias, max_iter=cfg.max_iter,
+                                   refine_steps=cfg.refine_steps)
+        else:
+            folds = min(cfg.cv_folds, int(np.bincount(train_set.labels, minlength=n).min()))
+            if folds >= 2:
+                self.search = search_c(x, y, n, cfg.c_grid, None, folds, cfg.cv_seed, cfg.bias,
+                                       cfg.max_iter, cfg.refine_steps)
+            else:
+                self.search = {"C": float(cfg.C_fallback), "accuracy": float("nan"),
+                               "table": [], "how": "fallback: one shot per class and no "
+                               "validation set (use_validation_set gives one)"}
+        w, b = fit_logistic(x, y, n, self.search["C"], cfg.bias, cfg.max_iter)
+        self.weight.data = w.to(self.weight.device)
+        self.bias.data = (b if cfg.bias else torch.zeros_like(b)).to(self.weight.device)
+        self.C_chosen.fill_(self.search["C"])
+        self._filled = True
 
     def forward(self, batch):
         f = self.image_features(batch)
         logits = f @ self.weight.T
         return logits + self.bias if self.config.bias else logits
+
+
+class LinearProbeZS(LinearProbe):
+    """The zero-shot-initialised probe trained by SGD (``train.fit``): see the module docstring."""
+    name = "linear-probe-zs"
+    Config = LinearProbeZSConfig

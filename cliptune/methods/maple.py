@@ -24,14 +24,24 @@ token embeddings of the first n tokens of ``ctx_init`` ("a photo of a"); deep te
 from N(0, 0.02^2). Logits: exp(t) * cos(f(x; P_v), g(t_c; P_t)), loss CE.
 
 Placement of the text context. The official MaPLe tokenises "a photo of a {class}." and
-overwrites positions 1..n, so with n = 2 the model reads ``[SOS][ctx ctx] of a {class}.``:
-the words left over from ``ctx_init`` stay in the prompt. Our default is the clean CoOp-style
-placement ``[SOS][ctx ctx] {class}.`` ("X X {class}." tokenised, X overwritten).
-``keep_init_words=True`` reproduces the official quirk.
+overwrites positions 1..n, so with n = 2 the model reads ``[SOS][ctx ctx] of a {class}.``
+with the context initialised from "a photo": the words left over from ``ctx_init`` stay in the
+prompt. MaPLe's default is this official prompt (``keep_init_words=True``);
+``keep_init_words=False`` gives the clean CoOp-style ``[SOS][ctx ctx] {class}.`` ("X X {class}."
+tokenised, X overwritten). IVLP keeps the clean placement by default (it has no official
+recipe here).
 
-Depth J (``depth``): None means every block of the tower (the tiny zoo has 3 text and 4 vision
-blocks; MaPLe, whose prompts are coupled, uses the shallower tower's count). A larger value
-is clamped to the model's blocks; the official ViT-B/16 recipe is J = 9 of 12.
+Depth J (``depth``): MaPLe's official recipe is J = 9 of ViT-B/16's 12 blocks, the default
+here, clamped to the model's blocks: the tiny zoo's towers have 3 text blocks, so there J = 3
+and *every* block is prompted (coupled prompts use the shallower tower's count). ``None``
+means every block.
+
+Coupling layers (``clone_couplings``): the official code builds one ``Linear(d_t, d_v)`` and
+deep-copies it J - 1 times, so every deep coupling F_1..F_{J-1} starts as the same layer
+(F_0 is initialised on its own). ``clone_couplings=False`` draws each one independently.
+
+The workbook's earlier MaPLe (clean placement, every block, independent couplings) is the
+preset ``PRESETS["workbook-v1"]``.
 
 State (model-agnostic): the prompts and couplings; the init Gram norms of the deep prompts
 (``gram_ref_*``, used by RESTORE's consistency loss and by cliptune.feature_shift). Class-name
@@ -39,6 +49,7 @@ token embeddings are buffers recomputed at attach time.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -319,10 +330,15 @@ class IVLP(DeepPromptMethod):
 @dataclasses.dataclass
 class MaPLeConfig:
     n_ctx: int = 2
-    depth: int | None = None  # J; None = every block of the shallower tower
+    depth: int | None = 9  # J (official: 9 of 12); clamped to the shallower tower; None = all
     ctx_init: str | None = "a photo of a"
-    keep_init_words: bool = False  # True: the official "[ctx] of a {class}." placement
+    keep_init_words: bool = True  # the official "[ctx ctx] of a {class}." (False: clean)
+    clone_couplings: bool = True  # F_1..F_{J-1} start as copies of one layer (official)
     init_seed: int = 0
+
+
+PRESETS = {"official": {},
+           "workbook-v1": {"depth": None, "keep_init_words": False, "clone_couplings": False}}
 
 
 class MaPLe(DeepPromptMethod):
@@ -342,8 +358,12 @@ class MaPLe(DeepPromptMethod):
         self.proj = seeded_linear(d_t, d_v, gen)                                # F_0
         self.deep_text = nn.ParameterList([gaussian(cfg.n_ctx, d_t, gen)       # P_t^1..J-1
                                            for _ in range(self.depth - 1)])
-        self.deep_proj = nn.ModuleList([seeded_linear(d_t, d_v, gen)           # F_1..J-1
-                                        for _ in range(self.depth - 1)])
+        if cfg.clone_couplings:  # one layer, deep-copied: the deep couplings start identical
+            single = seeded_linear(d_t, d_v, gen)
+            couplings = [copy.deepcopy(single) for _ in range(self.depth - 1)]
+        else:
+            couplings = [seeded_linear(d_t, d_v, gen) for _ in range(self.depth - 1)]
+        self.deep_proj = nn.ModuleList(couplings)                                # F_1..J-1
         self.record_widths(clip, "text width", "vision width")
         self._capture_gram_refs()
 

@@ -30,6 +30,12 @@ the argparse defaults of the released train.py) and are bumped once, after the e
   (images, the same batch through the plain tower), and L_fs = sum_l (D_t^l - D_v^l)^2 over
   the blocks both towers have. It costs one extra frozen forward of the image batch.
 
+Both forms are exactly zero when the two branches shift equally (equal relative Gram norms,
+or equal hidden-state shifts in every block), and the selection table of notebook 04 decides
+between them on tiny-v1 validation data (:mod:`cliptune.selection`); until it is run the
+default stays the released code's. :func:`cliptune.diagnostics.restore_before_after` prints
+both shift measures before and after training, whichever form was trained.
+
 The ratios live in the state dict (as scalar buffers, so a saved module carries its updated
 ratios) and in :meth:`extra_state` (so ``train.fit``'s partial checkpoints resume them).
 """
@@ -47,6 +53,8 @@ from cliptune.methods import base
 from cliptune.methods.maple import MaPLe, MaPLeConfig, hand_made_states, seeded_linear
 
 FS_MODES = ("prompt_gram", "hidden_state")
+PRESETS = {"prompt_gram": {}, "hidden_state": {"fs_mode": "hidden_state"},
+           "no-fs": {"lambda_fs": 0.0}}
 
 
 @dataclasses.dataclass

@@ -5,6 +5,7 @@
     values L = onehot(y_i)                        [NK, C]
     logits = exp(t) f W^T + alpha exp(-beta (1 - f K^T)) L
 
+(the buffer ``alpha`` holds the weight as used on these logits: see ``alpha_scale`` below).
 W are the zero-shot class weights of the attached model (the dataset's first, hand-made
 template; ``ensemble=True`` averages all of them) and f the normalised test feature.
 
@@ -17,7 +18,12 @@ Deviations from the official code, each a documented choice:
 
 - The clip term uses the attached model's temperature exp(t) instead of the hard-coded 100
   (OpenAI CLIP's exp(t) is 100, so nothing changes there; the tiny models learn their own).
-  alpha is on the scale of those logits, so the alpha grid is scaled by exp(t) / 100.
+  alpha weighs the cache against those logits, so it is kept on the paper's scale: with
+  ``alpha_scale="paper"`` (default) the cache weight used is ``alpha * exp(t) / 100``, the
+  paper's ratio of cache to clip logits (ImageNet's init alpha 1.17 is the default), and the
+  search grid is scaled the same way. ``alpha_scale="raw"`` uses ``alpha`` as given on the
+  exp(t) logits: the workbook's earlier default (alpha 1 on a temperature near 28 weighs the
+  cache about 3x the paper's), kept as the preset ``PRESETS["raw-alpha"]``.
 - The cache averages view 0 (the clean image) and views 1..n_views (default 4) of the seeded
   flip-and-shift augmentation of :mod:`cliptune.features` (the paper: 10 passes of random
   resized crops and flips).
@@ -49,7 +55,8 @@ from cliptune.methods.linear_probe import check_class_list
 
 @dataclasses.dataclass
 class TipAdapterConfig:
-    alpha: float = 1.0  # residual weight of the cache (paper: per-dataset init 1.17 .. 10)
+    alpha: float = 1.17  # cache weight (paper: per-dataset init 1.17 .. 10; ImageNet 1.17)
+    alpha_scale: str = "paper"  # "paper": alpha * exp(t) / 100 on our logits; "raw": alpha
     beta: float = 1.0  # sharpness of the affinities (paper: init 1)
     # augmented views averaged into the keys, plus the clean view 0. The paper uses 10 passes;
     # 4 (TrainConfig's default n_views) keeps the CPU budget, and with view_seed 1 a seed-1
@@ -59,6 +66,10 @@ class TipAdapterConfig:
     ensemble: bool = False  # False: the dataset's first (hand-made) template, as in the paper
     rebuild_keys_on_attach: bool = False  # False = pure plug-in: keep the old-space keys
     classnames: tuple = ()  # the classes of the values' columns, filled when the cache is built
+
+
+ALPHA_SCALES = ("paper", "raw")
+PRESETS = {"paper": {}, "raw-alpha": {"alpha": 1.0, "alpha_scale": "raw"}}
 
 
 def default_grid(logit_scale: float = 100.0, search_scale=(7.0, 3.0), steps=(50, 20)) -> dict:
@@ -84,6 +95,9 @@ class TipAdapter(base.Method):
 
     def __init__(self, clip, config=None):
         super().__init__(config)
+        if self.config.alpha_scale not in ALPHA_SCALES:
+            raise ValueError(f"{self.name} alpha_scale must be one of {ALPHA_SCALES}, not "
+                             f"{self.config.alpha_scale!r}")
         dim = base.model_widths(clip.model)["embed dim"]
         n_classes = len(self.config.classnames)
         empty = torch.zeros(0, dim)
@@ -125,13 +139,20 @@ class TipAdapter(base.Method):
         labels = torch.as_tensor(train_set.labels, device=keys.device)
         self.keys.data = keys.clone()  # .data: a learnable key Parameter stays the same object
         self.values = F.one_hot(labels, len(self.classnames)).float()
-        self.alpha.fill_(float(self.config.alpha))
+        self.alpha.fill_(self.initial_alpha())
         self.beta.fill_(float(self.config.beta))
         self.config = dataclasses.replace(self.config, classnames=tuple(self.classnames))
         self._keys_from = (self.clip.key, id(self.clip.model))
 
     def on_train_start(self, train_set) -> None:
         self.build_cache(train_set)
+
+    def initial_alpha(self) -> float:
+        """The cache weight on this model's logits: the paper's alpha times exp(t) / 100
+        (``alpha_scale="paper"``), so cache and clip logits keep the paper's ratio."""
+        if self.config.alpha_scale == "raw":
+            return float(self.config.alpha)
+        return float(self.config.alpha) * float(self.logit_scale()) / 100.0
 
     def on_attach(self):
         templates = self.templates if self.config.ensemble else self.templates[:1]

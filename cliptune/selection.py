@@ -1,0 +1,143 @@
+"""Choosing a reconstruction's design on validation data only: tiny-v1 and the validation update.
+
+Introduced with the reconstructions (notebook 02 for ContCoOp, 04 for RESTORE, 05 for ARF),
+whose papers leave designs unknown. Each unknown is a switch; :func:`select` trains every named
+variant on a tiny-v1 few-shot split, measures it on a validation split carved from the TRAIN
+split (never the test split), under tiny-v1 and attached to the validation update
+``tiny-v2-validation``, and picks one by a stated rule. The two reported updates
+(``tiny-v2-continued``, ``tiny-v2-retrained``) and every test split stay untouched test
+conditions: :func:`select` refuses them, by name and by image content.
+
+The rule (``rule=``):
+
+- ``"mean"`` (default): the mean of the tiny-v1 and validation-update accuracies, since the
+  reconstructions are about both accuracy and what survives an update;
+- ``"source"``: tiny-v1 validation accuracy alone (for methods that do not attach to another
+  model, e.g. ARF, which carries its own fine-tuned copy);
+- ``"update"``: the validation update alone; ``"all"``: the mean of every column, the extra
+  validation sets (e.g. a sketch split of the train data) included.
+
+Ties go to the variant listed first, so list today's default first: a switch must win to be
+adopted.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cliptune import data, models, protocols, world
+
+SOURCE = "tiny-v1"
+VALIDATION_UPDATE = "tiny-v2-validation"
+RULES = ("mean", "source", "update", "all")
+
+
+class SelectionError(ValueError):
+    """A selection was asked to look at data or models it must never see."""
+
+
+def carve(task: str, shots: int, seed: int = 1, val_shots: int | None = None,
+          domain: str = "photo", base_classes: bool = False):
+    """(train part, validation part) of a tiny-world task's TRAIN split: ``shots`` images per
+    class to train on and ``val_shots`` (CoOp: min(shots, 4)) others per class to validate on.
+    ``base_classes``: only the base half of the classes (base-to-new protocols)."""
+    from cliptune.methods.tip_adapter import validation_split
+    full = data.tiny(task, "train", domain)
+    if base_classes:
+        full, _ = data.base_new(full)
+    train_part = data.few_shot(full, shots, seed)
+    return train_part, validation_split(full, train_part, val_shots or min(shots, 4), seed)
+
+
+def check_models(source: str, update: str) -> None:
+    if source != SOURCE:
+        raise SelectionError(f"designs are chosen on {SOURCE!r}, not {source!r}: pass "
+                             f"source={SOURCE!r}")
+    if update != VALIDATION_UPDATE:
+        raise SelectionError(
+            f"designs are chosen with the validation update {VALIDATION_UPDATE!r}, not "
+            f"{update!r}: the reported updates (tiny-v2-continued, tiny-v2-retrained) must stay "
+            f"untouched test conditions; pass update={VALIDATION_UPDATE!r}")
+
+
+def check_validation_set(val_set, train_set=None) -> None:
+    """Refuse a validation set that is not carved from a tiny-world TRAIN split, that shares
+    an image with the test split of its task and domain, or one with ``train_set``."""
+    parts = val_set.name.split("/")
+    if val_set.scenes is None or len(parts) < 2 or parts[0] not in world.TASKS:
+        raise SelectionError(f"validation set {val_set.name!r} is not a tiny-world split; build "
+                             "it with selection.carve(task, shots, seed)")
+    if parts[1] != "train":
+        raise SelectionError(f"validation set {val_set.name!r} comes from the {parts[1]!r} "
+                             "split; designs are chosen on images of the TRAIN split only: "
+                             "build it with selection.carve(task, shots, seed)")
+    from cliptune.methods.arf import image_hashes
+    mine = set(image_hashes(val_set.images))
+    test = set(image_hashes(data.tiny(parts[0], "test", val_set.domain).images))
+    if mine & test:
+        raise SelectionError(f"validation set {val_set.name!r} holds {len(mine & test)} images "
+                             "of the test split; carve it from the train split")
+    if train_set is not None and mine & set(image_hashes(train_set.images)):
+        raise SelectionError(f"validation set {val_set.name!r} shares images with the training "
+                             f"set {train_set.name!r}; use selection.carve, which keeps them "
+                             "apart")
+
+
+def score(row: dict, rule: str, columns: list) -> float:
+    if rule == "mean":
+        return float(np.mean([row[f"{SOURCE} val"], row[f"{VALIDATION_UPDATE} val"]]))
+    if rule == "source":
+        return row[f"{SOURCE} val"]
+    if rule == "update":
+        return row[f"{VALIDATION_UPDATE} val"]
+    return float(np.mean([row[c] for c in columns]))
+
+
+def select(method: str, variants: dict, train_set, val_set, source: str = SOURCE,
+           update: str = VALIDATION_UPDATE, seeds=(1,), train_cfg=None, rule: str = "mean",
+           extra_val: dict | None = None, load=models.load_clip):
+    """Train every variant of ``method`` on ``train_set`` under ``source`` and measure it.
+
+    ``variants``: {label: config overrides}, e.g. ``{"residual": {}, "readout":
+    {"prompt_form": "readout"}}`` (the methods' ``PRESETS`` dicts). ``extra_val``: more
+    validation sets {label: ImageSet} (train-derived too), measured under ``source``.
+    ``load``: how a model name becomes a CLIP (tests pass a stand-in).
+
+    Returns (table, chosen label): a pandas DataFrame with one row per variant, its config,
+    the accuracy of every column averaged over ``seeds``, the score of ``rule`` and which
+    variant was chosen.
+    """
+    import pandas as pd
+    check_models(source, update)
+    if rule not in RULES:
+        raise ValueError(f"unknown selection rule {rule!r}; choose one of {RULES}")
+    if not variants:
+        raise ValueError("no variants to choose from: give {label: config overrides}")
+    check_validation_set(val_set, train_set)
+    for label, ds in (extra_val or {}).items():
+        check_validation_set(ds, train_set)
+    clip_src, clip_upd = load(source), load(update)
+    rows = []
+    for label, cfg in variants.items():
+        accs: dict[str, list] = {}
+        for seed in seeds:
+            m, _ = protocols.train_method(method, clip_src, train_set, seed, train_cfg, **cfg)
+            if hasattr(m, "use_training_images"):  # caches that rebuild need their images
+                m.use_training_images(train_set)
+            measured = {f"{source} val": protocols.evaluate_on(m, clip_src, val_set)}
+            for name, ds in (extra_val or {}).items():
+                measured[f"{source} {name}"] = protocols.evaluate_on(m, clip_src, ds)
+            measured[f"{update} val"] = protocols.evaluate_on(m, clip_upd, val_set)
+            for k, v in measured.items():
+                accs.setdefault(k, []).append(v)
+        rows.append({"variant": label, "config": dict(cfg),
+                     **{k: float(np.mean(v)) for k, v in accs.items()}})
+    columns = [c for c in rows[0] if c not in ("variant", "config")]
+    for row in rows:
+        row["score"] = score(row, rule, columns)
+    best = max(range(len(rows)), key=lambda i: (rows[i]["score"], -i))  # ties: first listed
+    table = pd.DataFrame(rows)
+    table["chosen"] = [i == best for i in range(len(rows))]
+    table.attrs.update({"method": method, "rule": rule, "train": train_set.name,
+                        "validation": val_set.name, "seeds": tuple(seeds)})
+    return table, rows[best]["variant"]
+
