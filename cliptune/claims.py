@@ -77,24 +77,27 @@ def _paper(claim: dict) -> str:
 def table(entries, notebook: str | None = None, path=PATH):
     """The claims table as a DataFrame.
 
-    ``entries``: ``{claim id: Comparison or None}`` or ``{claim id: (Comparison or None,
-    diagnostic)}``. The diagnostic (a string the notebook computes from its measurements)
+    ``entries``: ``{claim id: Comparison or None}``, ``{claim id: (Comparison or None,
+    diagnostic)}``, or a list of ``(claim id, Comparison or None[, diagnostic])`` when one
+    claim is tested several times (e.g. once per method or per update). The diagnostic (a string the notebook computes from its measurements)
     is shown where the claim is not reproduced. With ``notebook`` given, every claim of that
     notebook gets a row, "not run" where ``entries`` has none."""
     import pandas as pd
     known = load(path=path)
-    unknown = set(entries) - set(known)
+    if isinstance(entries, dict):
+        entries = [(k, *(v if isinstance(v, tuple) else (v,))) for k, v in entries.items()]
+    entries = [(e[0], e[1], e[2] if len(e) > 2 else "") for e in entries]
+    unknown = {e[0] for e in entries} - set(known)
     if unknown:
         raise ValueError(f"unknown claim ids {sorted(unknown)}: add them to {path} or use one of "
                          f"{sorted(known)}")
-    ids = list(entries)
     if notebook is not None:
-        ids += [k for k, c in known.items() if c["notebook"] == notebook and k not in entries]
+        seen = {e[0] for e in entries}
+        entries += [(k, None, "") for k, c in known.items()
+                    if c["notebook"] == notebook and k not in seen]
     rows = []
-    for cid in ids:
+    for cid, comparison, diagnostic in entries:
         claim = known[cid]
-        entry = entries.get(cid)
-        comparison, diagnostic = entry if isinstance(entry, tuple) else (entry, "")
         verdict = judge(claim, comparison)
         tiny = "" if comparison is None else (
             f"{comparison.a} vs {comparison.b} ({comparison.metric}): {comparison.interval()}, "

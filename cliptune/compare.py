@@ -183,10 +183,12 @@ def paired_difference(a, b, metric: str = "accuracy", names=("a", "b"), n_boot: 
 
 
 def vectors(df, method: str, parts=("test",), part_column: str = "split", tasks=None,
-            **where) -> dict:
+            task_column: str = "dataset", **where) -> dict:
     """``{task: {seed: parts}}`` from a results frame loaded with ``results.load(...,
     correct=True)``: the rows of ``method`` matching ``where`` (column=value), one vector per
-    value of ``part_column`` listed in ``parts`` (("base", "new") for the HM)."""
+    value of ``part_column`` listed in ``parts`` (("base", "new") for the HM). The "tasks"
+    that a comparison pools over are the values of ``task_column`` (e.g. "domain" to pool
+    over shifted domains of one task), restricted to ``tasks`` when given."""
     if "correct" not in df.columns:
         raise ValueError("the results frame has no per-image vectors: load it with "
                          "results.load(experiment, correct=True)")
@@ -196,14 +198,14 @@ def vectors(df, method: str, parts=("test",), part_column: str = "split", tasks=
             raise ValueError(f"no results column {col!r}; the columns are {list(df.columns)}")
         sel = sel[sel[col].astype(str) == str(val)]
     if tasks is not None:
-        sel = sel[sel.dataset.isin(list(tasks))]
+        sel = sel[sel[task_column].isin(list(tasks))]
     if sel.empty:
         raise ValueError(f"no stored rows for method {method!r} with {where}; methods present: "
                          f"{sorted(df.method.unique())}")
     out: dict = {}
-    for (task, seed), group in sel.groupby(["dataset", "seed"], sort=True):
+    for (task, seed), group in sel.groupby([task_column, "seed"], sort=True):
         by_part = {}
-        for part, g in group.groupby(part_column):
+        for part, g in group[group[part_column].isin(list(parts))].groupby(part_column):
             if len(g) != 1:
                 raise ValueError(f"{method}, task {task!r}, seed {seed}, {part_column}={part!r}: "
                                  f"{len(g)} rows match; narrow the selection (e.g. eval_model=, "
@@ -222,14 +224,19 @@ def vectors(df, method: str, parts=("test",), part_column: str = "split", tasks=
 
 
 def compare_methods(df, a: str, b: str, metric: str = "accuracy", tasks=None, a_where=None,
-                    b_where=None, n_boot: int = 2000, seed: int = 0, **where) -> Comparison:
+                    b_where=None, part_column: str = "split", task_column: str = "dataset",
+                    n_boot: int = 2000, seed: int = 0, **where) -> Comparison:
     """``paired_difference`` of two methods' stored vectors (``results.load(...,
     correct=True)``). ``where`` filters both sides; ``a_where``/``b_where`` one side only
-    (e.g. a module and zero-shot evaluated on different models). The HM reads the splits
-    "base" and "new"; accuracy the split "test" unless ``where`` names another."""
-    parts = ("base", "new") if metric == "hm" else (where.pop("split", "test"),)
-    va = vectors(df, a, parts, tasks=tasks, **{**where, **(a_where or {})})
-    vb = vectors(df, b, parts, tasks=tasks, **{**where, **(b_where or {})})
+    (e.g. a module and zero-shot evaluated on different models). The HM reads the rows whose
+    ``part_column`` is "base" and "new"; accuracy the split "test" unless ``where`` names
+    another."""
+    if metric == "hm":
+        parts = ("base", "new")
+    else:
+        parts = (where.pop(part_column, "test"),)
+    va = vectors(df, a, parts, part_column, tasks, task_column, **{**where, **(a_where or {})})
+    vb = vectors(df, b, parts, part_column, tasks, task_column, **{**where, **(b_where or {})})
     common = sorted(set(va) & set(vb))
     if tasks is None:  # pool only over the tasks both ran
         va, vb = {t: va[t] for t in common}, {t: vb[t] for t in common}

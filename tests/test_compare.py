@@ -126,3 +126,13 @@ def test_vectors_round_trip_through_the_results_store(tmp_path):
     with pytest.raises(ValueError, match="no stored rows"):
         compare.vectors(df, "maple")
     assert "verdict" in compare.table([c]).columns
+
+
+def test_rows_without_vectors_outside_the_parts_are_ignored(tmp_path):
+    vec = np.array([True, False])
+    rows = [{"method": m, "dataset": "t", "seed": 1, "split": split, "metric": "top1",
+             "value": 50.0, **({"correct": vec} if split != "hm" else {})}
+            for m in ("a", "b") for split in ("base", "new", "hm")]
+    results.record("exp", {"run": 1}, rows, root=tmp_path)
+    df = results.load("exp", root=tmp_path, correct=True)
+    assert compare.compare_methods(df, "a", "b", metric="hm").difference == 0

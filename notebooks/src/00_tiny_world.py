@@ -6,9 +6,9 @@
 # generations were pretrained on it with open_clip's own model classes, and how good they are
 # before anyone fine-tunes them: the calibration that every later notebook builds on.
 #
-# **Run time.** About 1 minute on a 2-core CPU when the zoo weights are in `data/zoo` (they are
-# committed); about 20 more minutes per generation if you delete them and pretrain again
-# (`RETRAIN = True`). Writes `figures/00_*.png` and `results/00_tiny_world/`.
+# **Run time.** Short when the zoo weights are in `data/zoo` (they are committed); pretraining
+# a generation again (`RETRAIN = True`) takes far longer (`benchmarks/` measures
+# it). Writes `figures/00_*.png` and `results/00_tiny_world/`.
 
 # %% tags=["parameters"]
 FAST_DEV_RUN = False  # the test suite sets CLIPTUNE_FAST_DEV_RUN=1 (papermill: -p FAST_DEV_RUN True)
@@ -203,6 +203,7 @@ print("tasks at or near ceiling for tiny-v1 on photos:", easy or "none")
 # **Reading.** The main task leaves room above zero-shot and the shifted domains are harder,
 # as the later notebooks need. Tasks that are near ceiling (printed above) are kept as they
 # are: they are useful as "concepts the model already knows" when notebook 05 measures what
-# fine-tuning forgets, but on them fine-tuning has little to gain. The sketch domain is the
-# hardest shift for shape-related tasks because only the outline is left and sketches are
-# rare in pretraining.
+# fine-tuning forgets, but on them fine-tuning has little to gain. Which shifted domain is
+# hardest differs between tasks (the table above says which, per task): sketches keep only the
+# outline and are rare in pretraining, but a task whose evidence survives in the outline may
+# lose more to another shift.
