@@ -111,16 +111,16 @@ def _parts(value, n_parts: int, where: str) -> list[np.ndarray]:
 def _pair_seeds(sa: dict, sb: dict, task: str) -> list:
     """The seeds both sides share. A side with exactly one entry (e.g. zero-shot, which has no
     training seed) is reused for every seed of the other side."""
-    if len(sb) == 1 and len(sa) > 1:
+    if set(sa) == set(sb):
+        return [(s, s, s) for s in sorted(sa)]
+    if len(sb) == 1:
         only = next(iter(sb))
-        return [(s, s, only) for s in sa]
-    if len(sa) == 1 and len(sb) > 1:
+        return [(s, s, only) for s in sorted(sa)]
+    if len(sa) == 1:
         only = next(iter(sa))
-        return [(s, only, s) for s in sb]
-    if set(sa) != set(sb):
-        raise ValueError(f"task {task!r}: the two methods ran different seeds ({sorted(sa)} vs "
-                         f"{sorted(sb)}); compare them over the seeds both ran")
-    return [(s, s, s) for s in sorted(sa)]
+        return [(s, only, s) for s in sorted(sb)]
+    raise ValueError(f"task {task!r}: the two methods ran different seeds ({sorted(sa)} vs "
+                     f"{sorted(sb)}); compare them over the seeds both ran")
 
 
 def paired_difference(a, b, metric: str = "accuracy", names=("a", "b"), n_boot: int = 2000,

@@ -136,3 +136,8 @@ def test_rows_without_vectors_outside_the_parts_are_ignored(tmp_path):
     results.record("exp", {"run": 1}, rows, root=tmp_path)
     df = results.load("exp", root=tmp_path, correct=True)
     assert compare.compare_methods(df, "a", "b", metric="hm").difference == 0
+
+
+def test_one_seed_against_zero_shot_seed_zero():
+    v = np.ones(20, bool)
+    assert compare.paired_difference({1: v}, {0: ~v}).verdict == "better"

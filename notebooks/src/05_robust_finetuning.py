@@ -566,8 +566,8 @@ print(f"notebook run time {time.time() - T0:.0f} s")
 # %%
 main_v = results.load(EXPERIMENT, hashes=[results.config_hash(run_config)], correct=True)
 wise_v = results.load(EXPERIMENT, hashes=[results.config_hash(wise_config)], correct=True)
-wise_half = wise_v[wise_v.split == "wise_alpha=0.50"].assign(method="WiSE-FT (FT, 0.5)",
-                                                              split="test")
+wise_half = wise_v[(wise_v.split == "wise_alpha=0.50") & (wise_v.method == "FT")].assign(
+    method="WiSE-FT (FT, 0.5)", split="test")
 both = pd.concat([main_v, wise_half], ignore_index=True)
 
 
