@@ -4,6 +4,7 @@ Introduced in notebook 01 and used by every notebook after it.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from cliptune import features
@@ -36,10 +37,16 @@ def predict(method, ds, batch_size: int = 1024) -> torch.Tensor:
     return torch.cat(out).cpu()
 
 
+def correct(method, ds) -> np.ndarray:
+    """Per-image top-1 correctness (bool [N], in ``ds``'s order): what ``cliptune.compare``
+    pairs image by image between two methods."""
+    logits = predict(method, ds)
+    return (logits.argmax(-1) == torch.as_tensor(ds.labels)).numpy()
+
+
 def accuracy(method, ds) -> float:
     """Top-1 accuracy in percent."""
-    logits = predict(method, ds)
-    return 100.0 * float((logits.argmax(-1) == torch.as_tensor(ds.labels)).float().mean())
+    return 100.0 * float(correct(method, ds).mean())
 
 
 def per_class_accuracy(method, ds) -> torch.Tensor:

@@ -42,14 +42,25 @@ def evaluate_on(method, clip, ds) -> float:
     return evaluate.accuracy(method, ds)
 
 
+def score(method, clip, ds) -> dict:
+    """Attach ``method`` to ``clip`` and ``ds``'s classes; returns ``{"value": top-1 accuracy
+    in percent, "correct": per-image bool vector}``, ready to be spread into a result row
+    (``results.record`` stores the vector for ``cliptune.compare``)."""
+    method.attach(clip, ds.classnames, ds.templates)
+    hits = evaluate.correct(method, ds)
+    return {"value": 100.0 * float(hits.mean()), "correct": hits}
+
+
 def base_to_new(name: str, clip, task: str, shots: int = 16, seed: int = 1, train_cfg=None,
                 domain: str = "photo", **method_cfg) -> dict:
     """CoOp's base-to-new protocol on a tiny-world task: train on base classes, test base
-    accuracy on base classes and new accuracy on new classes. Returns base, new, hm."""
+    accuracy on base classes and new accuracy on new classes. Returns base, new, hm, the
+    trained method, and the per-image correctness vectors base_correct and new_correct."""
     base_train, _ = data.base_new(data.tiny(task, "train"))
     base_test, new_test = data.base_new(data.tiny(task, "test", domain))
     train_set = data.few_shot(base_train, shots, seed)
-    method, _ = train_method(name, clip, train_set, seed, train_cfg, **method_cfg)
-    b = evaluate_on(method, clip, base_test)
-    n = evaluate_on(method, clip, new_test)
-    return {"base": b, "new": n, "hm": evaluate.harmonic_mean(b, n), "method": method}
+    method, history = train_method(name, clip, train_set, seed, train_cfg, **method_cfg)
+    b, n = score(method, clip, base_test), score(method, clip, new_test)
+    return {"base": b["value"], "new": n["value"],
+            "hm": evaluate.harmonic_mean(b["value"], n["value"]), "method": method,
+            "history": history, "base_correct": b["correct"], "new_correct": n["correct"]}

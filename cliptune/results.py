@@ -4,6 +4,13 @@ Introduced in notebook 01. Each run writes its rows to one CSV file named by the
 configuration, atomically (write to a temporary file, then rename). So several runs writing at
 once lose nothing, and a rerun of the same configuration replaces its own rows instead of
 adding duplicates.
+
+Per-image correctness (for paired comparisons, `cliptune.compare`): a row may carry a boolean
+vector under the key ``correct`` (one entry per test image, in the dataset's order). Those
+vectors go to ``<hash>.npz`` beside the CSV, under the key ``row<i>`` of the row's position in
+the CSV, so that two methods' vectors for the same task, split, domain, eval model and seed
+line up image by image. The archive holds plain boolean arrays only (loaded with
+``allow_pickle=False``) and is written atomically like the CSV.
 """
 from __future__ import annotations
 
@@ -13,6 +20,8 @@ import json
 import os
 import pathlib
 import tempfile
+
+import numpy as np
 
 from cliptune import runtime
 
@@ -34,18 +43,23 @@ def record(experiment: str, config: dict, rows: list[dict], root=None) -> str:
     root.mkdir(parents=True, exist_ok=True)
     h = config_hash(config)
     path = root / f"{h}.csv"
+    rows = [dict(r) for r in rows]  # the caller's rows keep their vectors
+    for row in rows:  # check every row before anything is written
+        missing = [c for c in ("method", "metric", "value") if c not in row]
+        if missing:
+            raise ValueError(f"result row {row} lacks {missing}")
+        unknown = set(row) - set(COLUMNS) - {"correct"}
+        if unknown:
+            raise ValueError(f"result row has unknown columns {sorted(unknown)}; "
+                             f"the columns are {COLUMNS} (plus an optional 'correct' vector)")
+    vectors = {f"row{i}": _as_correct(row.pop("correct"), row)
+               for i, row in enumerate(rows) if "correct" in row}
+    _write_vectors(root / f"{h}.npz", vectors)
     fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp")
     with os.fdopen(fd, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS + ("config",))
         writer.writeheader()
         for row in rows:
-            missing = [c for c in ("method", "metric", "value") if c not in row]
-            if missing:
-                raise ValueError(f"result row {row} lacks {missing}")
-            unknown = set(row) - set(COLUMNS)
-            if unknown:
-                raise ValueError(f"result row has unknown columns {sorted(unknown)}; "
-                                 f"the columns are {COLUMNS}")
             writer.writerow({**{c: "" for c in COLUMNS}, **row, "experiment": experiment,
                              "config_hash": h, "config": json.dumps(config, sort_keys=True,
                                                                    default=str)})
@@ -53,17 +67,49 @@ def record(experiment: str, config: dict, rows: list[dict], root=None) -> str:
     return h
 
 
-def load(experiment: str | None = None, root=None, hashes=None):
+def _as_correct(vec, row) -> np.ndarray:
+    arr = np.asarray(vec)
+    if arr.ndim != 1 or not (arr.dtype == bool or np.isin(arr, (0, 1)).all()):
+        raise ValueError(f"row {row.get('method')}/{row.get('dataset')}: 'correct' must be a 1-D "
+                         f"vector of 0/1 or booleans (one per test image), got shape {arr.shape}")
+    return arr.astype(bool)
+
+
+def _write_vectors(path: pathlib.Path, vectors: dict) -> None:
+    if not vectors:  # a rerun without vectors must not leave the old run's vectors behind
+        path.unlink(missing_ok=True)
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    with os.fdopen(fd, "wb") as fh:  # a file object: numpy does not append ".npz" to the name
+        np.savez_compressed(fh, **vectors)
+    os.replace(tmp, path)
+
+
+def _read_vectors(csv_path: pathlib.Path, n_rows: int) -> list:
+    path = csv_path.with_suffix(".npz")
+    if not path.exists():
+        return [None] * n_rows
+    with np.load(path, allow_pickle=False) as z:
+        return [z[f"row{i}"] if f"row{i}" in z.files else None for i in range(n_rows)]
+
+
+def load(experiment: str | None = None, root=None, hashes=None, correct: bool = False):
     """All stored rows (of one experiment, or of all; of some runs only, given their config
-    hashes) as a pandas DataFrame."""
+    hashes) as a pandas DataFrame. ``correct=True`` adds a column ``correct`` with each row's
+    per-image boolean vector (None where the run stored none)."""
     import pandas as pd
     root = pathlib.Path(root or runtime.RESULTS_DIR)
     pattern = f"{experiment}/*.csv" if experiment else "*/*.csv"
     # config_hash as text: a hash such as "041e08637717" would otherwise parse as a float (inf)
-    frames = [pd.read_csv(p, keep_default_na=False, dtype={"config_hash": str})
-              for p in sorted(root.glob(pattern))]
+    frames = []
+    for p in sorted(root.glob(pattern)):
+        frame = pd.read_csv(p, keep_default_na=False, dtype={"config_hash": str})
+        if correct:
+            frame["correct"] = pd.Series(_read_vectors(p, len(frame)), index=frame.index,
+                                         dtype=object)
+        frames.append(frame)
     if not frames:
-        return pd.DataFrame(columns=list(COLUMNS) + ["config"])
+        return pd.DataFrame(columns=list(COLUMNS) + ["config"] + (["correct"] if correct else []))
     df = pd.concat(frames, ignore_index=True)
     df["value"] = df["value"].astype(float)
     if hashes is not None:

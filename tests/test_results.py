@@ -46,3 +46,23 @@ def test_hashes_that_look_like_numbers_stay_strings(tmp_path, monkeypatch):
                        root=tmp_path)
     df = results.load("exp", root=tmp_path, hashes=[h])
     assert df["config_hash"].tolist() == ["041e08637717"] and len(df) == 1
+
+
+def test_per_image_vectors_are_stored_beside_the_csv(tmp_path):
+    import numpy as np
+    vec = np.array([True, False, True])
+    rows = [{"method": "a", "metric": "top1", "value": 66.7, "correct": vec},
+            {"method": "b", "metric": "top1", "value": 1.0}]
+    h = results.record("exp", {"run": 1}, rows, root=tmp_path)
+    assert "correct" in rows[0]  # the caller's row is untouched
+    assert (tmp_path / "exp" / f"{h}.npz").exists()
+    df = results.load("exp", root=tmp_path, correct=True)
+    assert df.correct[0].tolist() == [True, False, True] and df.correct[1] is None
+    assert "correct" not in results.load("exp", root=tmp_path).columns
+    # a rerun without vectors leaves none behind, and no temporary files remain
+    results.record("exp", {"run": 1}, rows[1:], root=tmp_path)
+    assert not (tmp_path / "exp" / f"{h}.npz").exists()
+    assert not list((tmp_path / "exp").glob("*.tmp"))
+    with pytest.raises(ValueError, match="1-D vector"):
+        results.record("exp", {"run": 2}, [{"method": "a", "metric": "m", "value": 1,
+                                            "correct": np.zeros((2, 2))}], root=tmp_path)

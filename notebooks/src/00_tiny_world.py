@@ -6,9 +6,9 @@
 # generations were pretrained on it with open_clip's own model classes, and how good they are
 # before anyone fine-tunes them: the calibration that every later notebook builds on.
 #
-# **Run time.** About 1 minute on a 2-core CPU when the zoo weights are in `data/zoo` (they are
-# committed); about 20 more minutes per generation if you delete them and pretrain again
-# (`RETRAIN = True`). Writes `figures/00_*.png` and `results/00_tiny_world/`.
+# **Run time.** Short when the zoo weights are in `data/zoo` (they are committed); pretraining
+# a generation again (`RETRAIN = True`) takes far longer (`benchmarks/` measures
+# it). Writes `figures/00_*.png` and `results/00_tiny_world/`.
 
 # %% tags=["parameters"]
 FAST_DEV_RUN = False  # the test suite sets CLIPTUNE_FAST_DEV_RUN=1 (papermill: -p FAST_DEV_RUN True)

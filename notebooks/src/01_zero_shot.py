@@ -6,8 +6,7 @@
 # buys, how accuracy falls on shifted domains, and how the two updates of `tiny-v1` compare.
 # The same code runs on real open_clip weights (last section).
 #
-# **Run time.** About 1 minute on a 2-core CPU, seconds on a GPU. Writes `figures/01_*.png`
-# and `results/01_zero_shot/`.
+# **Run time.** Short (no training). Writes `figures/01_*.png` and `results/01_zero_shot/`.
 
 # %% tags=["parameters"]
 FAST_DEV_RUN = False

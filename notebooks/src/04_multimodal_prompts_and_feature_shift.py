@@ -12,8 +12,7 @@
 # - whether the tiny world shows RESTORE's claim: a smaller cross-modal gap goes with better
 #   new-class accuracy, and RESTORE beats MaPLe on the base-to-new harmonic mean.
 #
-# **Run time.** Full mode about 5 minutes on 2 idle CPU cores (the notebook prints its own
-# timings), fast mode (`FAST_DEV_RUN=True`) under a minute. These methods run the image tower
+# **Run time.** The notebook prints its own timings (`benchmarks/` breaks them down). These methods run the image tower
 # at every step (their prompts live inside it), so unlike notebooks 02-03 nothing can be cached:
 # the runs are kept short (batch 32, about a hundred steps each) and the notebook says so in
 # its numbers.
@@ -40,8 +39,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from cliptune import (data, evaluate, feature_shift, models, plots, protocols, results, runtime,
-                      train)
+from cliptune import (claims, compare, convergence, data, evaluate, feature_shift, models, plots,
+                      protocols, results, runtime, train)
 
 FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
 if FAST_DEV_RUN:
@@ -108,12 +107,14 @@ for task in TASKS:
 # test images and prompts, where generalisation is decided.
 
 # %%
-hashes, t0 = [], time.time()
+hashes, histories, t0 = [], {}, time.time()
 for task in TASKS:
     cfg = train_config(task)
     for seed in SEEDS:
         for label, (name, mcfg) in {"zero-shot CLIP": ("zero-shot", {}), **METHODS}.items():
             out = protocols.base_to_new(name, clip, task, SHOTS, seed, cfg, **mcfg)
+            if name != "zero-shot":
+                histories[task, label, seed] = out["history"]
             _, new_test = data.base_new(data.tiny(task, "test"))
             shift = feature_shift.measure(out["method"], new_test, n_images=N_IMAGES)
             gram = feature_shift.gram_shift(out["method"])
@@ -132,9 +133,15 @@ for task in TASKS:
             results.record(EXPERIMENT, config, [
                 {"method": label, "dataset": task, "shots": SHOTS, "seed": seed,
                  "train_model": clip.key, "eval_model": clip.key, "split": "base-to-new",
-                 "domain": "photo", "metric": k, "value": v} for k, v in metrics.items()])
+                 "domain": "photo", "metric": k, "value": v,
+                 # per-image vectors, for the paired comparisons of the claims table
+                 **({"correct": out[f"{k}_correct"]} if k in ("base", "new") else {})}
+                for k, v in metrics.items()])
             hashes.append(results.config_hash(config))
 print(f"trained and measured {len(hashes)} runs in {time.time() - t0:.0f} s")
+
+# %%
+b2n_convergence = convergence.report(histories, title="base-to-new training")
 
 # %%
 df = results.load(EXPERIMENT)
@@ -336,9 +343,9 @@ plt.show()
 # ## What the measurements show
 #
 # The sentences below are printed from the numbers above, so they stay true when the
-# parameters change. Read them with the run length in mind: every run here is about a hundred
-# steps of batch 32 on a 3.7M-parameter CLIP, far from the papers' recipes, and the spread over
-# seeds is printed next to every difference.
+# parameters change. Read them with the run length in mind: every run here is about `STEPS`
+# steps on a tiny CLIP, far from the papers' recipes (the convergence table above says which
+# runs reached a plateau), and the spread over seeds is printed next to every difference.
 
 # %%
 hm = wide.groupby(["method", "dataset"]).hm.mean().unstack()
@@ -427,7 +434,7 @@ print(f"\nnotebook run time: {time.time() - T_START:.0f} s (fast mode: {FAST_DEV
 #   hidden states; plot C puts both side by side, and the printed line says whether they moved
 #   together here;
 # - the released ratio schedule adds `0.02 × mean Gram norm` to r_t. With N(0, 0.02²) prompts of
-#   width 64 that Gram norm is a few hundredths, so the bump is tiny (the printed ratios below);
+#   the tiny CLIP's width that Gram norm is a few hundredths, so the bump is tiny (the printed ratios below);
 #   at ViT-B/16 scale the spec estimates +0.006, also small. The adapters act with r ≈ 0.1 all
 #   along.
 
@@ -435,3 +442,28 @@ print(f"\nnotebook run time: {time.time() - T_START:.0f} s (fast mode: {FAST_DEV
 r = traces[traces.method == "RESTORE"][["ratio_text", "ratio_vision"]]
 print(f"RESTORE ratios r_t / r_v: start {r.iloc[0].ratio_text:.4f} / {r.iloc[0].ratio_vision:.4f}, "
       f"end {r.iloc[-1].ratio_text:.4f} / {r.iloc[-1].ratio_vision:.4f}")
+
+# %% [markdown]
+# ## Claims table
+#
+# The papers' base-to-new claims (`cliptune/paper_claims.json`) against paired comparisons of
+# this notebook's runs: harmonic mean, a minus b in points, pooled over the tasks, with a 0.95-level
+# bootstrap interval over seeds and test images. CoCoOp is trained in notebook 02, so its
+# claim is not run here.
+
+# %%
+b2n_v = results.load(EXPERIMENT, hashes=hashes, correct=True)
+
+
+def hm_compare(a, b):
+    return compare.compare_methods(b2n_v, a, b, metric="hm", part_column="metric",
+                                   split="base-to-new")
+
+
+n_bad = int((~b2n_convergence.converged.astype(bool)).sum())
+why = (f"{n_bad} of {len(b2n_convergence)} runs had not plateaued; Gram proxy |s_t - s_v| "
+       f"RESTORE {g[0]:.3f} vs MaPLe {g[1]:.3f}, hidden-state gap {h[0]:.3f} vs {h[1]:.3f}")
+claims_04 = claims.table([("maple_vs_coop_hm", hm_compare("MaPLe", "CoOp (text only)"), why),
+                          ("restore_vs_maple_hm", hm_compare("RESTORE", "MaPLe"), why)],
+                         notebook="04")
+claims.show(claims_04)

@@ -1,0 +1,98 @@
+"""Did a training run reach a plateau? The convergence table every training notebook prints.
+
+Introduced in notebook 02. ``train.fit`` returns (and saves beside the checkpoint) a history
+with the training loss of every step; this module summarises it:
+
+- ``final_loss``: the mean loss over the last 10% of steps (the tail), since single-batch
+  losses are noisy;
+- ``rel_change``: how much the loss still moved during the tail, relative to the final loss:
+  the least-squares slope of loss against step over the tail, times the tail's length, divided
+  by ``final_loss``. Negative = still falling. A slope is used rather than last-minus-first
+  because it averages the batch noise over the whole tail;
+- ``converged``: ``|rel_change| <= THRESHOLD`` (2%) and the tail holds at least ``MIN_TAIL``
+  (5) steps. A run of fewer than 50 steps has too short a tail to tell and is flagged.
+
+A caveat the table cannot remove: under a cosine schedule the learning rate in the last 10% of
+steps is at most a few percent of its peak, so the loss flattens there even when the run
+stopped far from a plateau. ``by="lr"`` takes the tail as the last 10% of the *summed learning
+rate* instead, which is the stricter test for such schedules.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+THRESHOLD = 0.02  # |relative change of the loss over the tail| below which a run has plateaued
+TAIL = 0.10  # the fraction of steps (or of summed learning rate) that makes the tail
+MIN_TAIL = 5  # a shorter tail cannot separate a trend from batch noise
+
+
+def summarise(history: dict, tail: float = TAIL, threshold: float = THRESHOLD,
+              by: str = "steps") -> dict:
+    """steps, final_loss, rel_change, converged and a short reason, from one history."""
+    if by not in ("steps", "lr"):
+        raise ValueError(f"by={by!r}: use 'steps' (last 10% of steps) or 'lr' (last 10% of the "
+                         "summed learning rate)")
+    loss = np.asarray((history or {}).get("loss", []), dtype=float)
+    n = len(loss)
+    out = {"steps": n, "final_loss": float("nan"), "rel_change": float("nan"),
+           "converged": False}
+    if n == 0:
+        return {**out, "note": "no training history (loaded checkpoint without one, or nothing "
+                               "trained)"}
+    if by == "lr" and len(history.get("lr", [])) == n:
+        cum = np.cumsum(np.asarray(history["lr"], dtype=float))
+        start = int(np.searchsorted(cum, (1 - tail) * cum[-1], side="right"))
+    else:
+        start = n - max(1, int(round(tail * n)))
+    window = loss[start:]
+    final = float(window.mean())
+    out["final_loss"] = final
+    if len(window) < MIN_TAIL:
+        return {**out, "note": f"tail of {len(window)} steps: too short to tell (needs "
+                               f"{MIN_TAIL}, i.e. about {int(np.ceil(MIN_TAIL / tail))} steps)"}
+    x = np.arange(len(window), dtype=float)
+    slope = float(np.polyfit(x, window, 1)[0])
+    rel = slope * len(window) / max(abs(final), 1e-8)
+    converged = abs(rel) <= threshold
+    note = "" if converged else ("still falling" if rel < 0 else "rising")
+    return {**out, "rel_change": rel, "converged": converged, "note": note}
+
+
+def table(histories: dict, tail: float = TAIL, threshold: float = THRESHOLD,
+          by: str = "steps"):
+    """One row per run: ``histories`` maps a run's name (a string or a tuple such as
+    (task, method, seed)) to its history dict."""
+    import pandas as pd
+    rows = []
+    for key, hist in histories.items():
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({"run": " / ".join(str(k) for k in key),
+                     **summarise(hist, tail, threshold, by)})
+    df = pd.DataFrame(rows, columns=["run", "steps", "final_loss", "rel_change", "converged",
+                                     "note"])
+    return df
+
+
+def report(histories: dict, title: str = "convergence", tail: float = TAIL,
+           threshold: float = THRESHOLD, by: str = "steps"):
+    """Print the convergence table and a line naming every unconverged run; return the table.
+
+    A comparison that includes a flagged run compares training budgets, not methods."""
+    import pandas as pd
+    df = table(histories, tail, threshold, by)
+    with pd.option_context("display.max_rows", 200, "display.width", 120):
+        shown = df.assign(final_loss=df.final_loss.round(4),
+                          rel_change=(100 * df.rel_change).round(2))
+        shown = shown.rename(columns={"rel_change": "change over tail (% of loss)"})
+        print(f"{title}: final loss = mean over the last {tail:.0%} of "
+              f"{'steps' if by == 'steps' else 'summed learning rate'}; converged = "
+              f"|change| <= {threshold:.0%}")
+        print(shown.to_string(index=False))
+    bad = df[~df.converged.astype(bool)]
+    if len(bad):
+        print(f"UNCONVERGED: {len(bad)} of {len(df)} runs ({', '.join(bad.run.head(8))}"
+              f"{', ...' if len(bad) > 8 else ''}): comparisons that include them compare "
+              "training budgets, not methods")
+    else:
+        print(f"all {len(df)} runs converged")
+    return df

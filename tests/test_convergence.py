@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from cliptune import convergence
+
+
+def _hist(loss):
+    return {"step": list(range(len(loss))), "loss": list(loss), "lr": [1e-3] * len(loss)}
+
+
+def test_a_plateau_is_converged_and_a_falling_loss_is_not():
+    steps = np.arange(400)
+    rng = np.random.default_rng(0)
+    flat = 0.5 + 2.0 * np.exp(-steps / 30) + 0.01 * rng.standard_normal(400)
+    falling = 3.0 - 0.005 * steps
+    s = convergence.summarise(_hist(flat))
+    assert s["converged"] and s["steps"] == 400
+    assert s["final_loss"] == pytest.approx(0.5, abs=0.01)
+    f = convergence.summarise(_hist(falling))
+    assert not f["converged"] and f["note"] == "still falling"
+    # the loss falls by 0.2 over the last 40 steps, from about 1.1: about -18%
+    assert f["rel_change"] == pytest.approx(-0.005 * 40 / falling[-40:].mean(), rel=0.05)
+
+
+def test_too_short_runs_are_flagged():
+    s = convergence.summarise(_hist([2.0, 1.9, 1.9, 1.9]))
+    assert not s["converged"] and "too short" in s["note"]
+    assert not convergence.summarise({})["converged"]
+
+
+def test_table_and_report_flag_unconverged_runs(capsys):
+    steps = np.arange(200)
+    hists = {("shapes", "coop", 1): _hist(1 + np.exp(-steps / 10)),
+             ("shapes", "coop", 2): _hist(3 - 0.01 * steps)}
+    df = convergence.report(hists, title="02 base-to-new")
+    out = capsys.readouterr().out
+    assert df.converged.tolist() == [True, False]
+    assert "UNCONVERGED: 1 of 2" in out and "shapes / coop / 2" in out
+
+
+def test_tail_by_summed_learning_rate():
+    # a cosine schedule: the last 10% of steps has almost no learning rate, the last 10%
+    # of summed learning rate is a longer window
+    n = 200
+    lr = 0.5 * (1 + np.cos(np.pi * np.arange(n) / n))
+    loss = 3 - np.cumsum(lr) / lr.sum() * 2
+    by_steps = convergence.summarise({"loss": loss, "lr": lr})
+    by_lr = convergence.summarise({"loss": loss, "lr": lr}, by="lr")
+    assert abs(by_lr["rel_change"]) > abs(by_steps["rel_change"])
+    with pytest.raises(ValueError, match="by="):
+        convergence.summarise({"loss": loss}, by="epochs")
