@@ -1,11 +1,17 @@
 """Run every notebook in order, in place, with papermill, and record wall time and peak memory.
 
+With ``--jobs 2`` two notebooks run at once, one torch thread each (on 2 cores that beats one
+notebook on 2 threads: much of a notebook is single-threaded Python); notebook 07 waits for
+02-04, whose trained modules it reuses.
+
 `make reproduce` calls this, so each reproduction leaves benchmarks/results/reproduce.json.
 Each notebook runs in its own child process; its peak resident memory is that of the
 notebook's kernel (the largest process in the child's tree).
 """
 import argparse
+import concurrent.futures
 import json
+import os
 import pathlib
 import platform
 import subprocess
@@ -30,25 +36,51 @@ def main():
     parser.add_argument("notebooks", nargs="*")
     parser.add_argument("--kernel", default="cliptune")
     parser.add_argument("--fast", action="store_true", help="FAST_DEV_RUN (not for committing)")
+    parser.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
     args = parser.parse_args()
     books = args.notebooks or sorted(str(p.relative_to(ROOT))
                                      for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     report = {"machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
                           "processor": platform.machine()}, "fast": args.fast, "notebooks": {}}
     start = time.time()
-    for nb in books:
+    env = dict(os.environ, **({"CLIPTUNE_THREADS": "1"} if args.jobs > 1 else {}))
+
+    def run(nb):
         t0 = time.time()
         print(f"== {nb}", flush=True)
         proc = subprocess.run([sys.executable, "-c", RUNNER, nb, args.kernel]
                               + (["--fast"] if args.fast else []), cwd=ROOT,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             print(proc.stdout[-3000:], proc.stderr[-6000:], sep="\n")
-            sys.exit(f"{nb} failed: the executed notebook shows the error cell")
+            raise RuntimeError(f"{nb} failed: the executed notebook shows the error cell")
         peak_mb = int(proc.stdout.strip().splitlines()[-1]) / 1024
-        report["notebooks"][nb] = {"seconds": round(time.time() - t0, 1),
-                                   "peak_rss_mb": round(peak_mb, 1)}
-        print(f"   {time.time() - t0:.0f} s, peak {peak_mb:.0f} MB", flush=True)
+        print(f"   {nb}: {time.time() - t0:.0f} s, peak {peak_mb:.0f} MB", flush=True)
+        return {"seconds": round(time.time() - t0, 1), "peak_rss_mb": round(peak_mb, 1)}
+
+    # a notebook that reuses what earlier ones trained waits for them
+    needs = {"07": ("02", "03", "04")}
+    done, futures = {}, {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        pending = list(books)
+        while pending or futures:
+            ready = [nb for nb in pending
+                     if all(any(pathlib.Path(d).name.startswith(n) for d in done)
+                            or not any(pathlib.Path(b).name.startswith(n) for b in books)
+                            for n in needs.get(pathlib.Path(nb).name[:2], ()))]
+            while ready and len(futures) < args.jobs:
+                nb = ready.pop(0)
+                pending.remove(nb)
+                futures[pool.submit(run, nb)] = nb
+            finished, _ = concurrent.futures.wait(futures, return_when="FIRST_COMPLETED")
+            for f in finished:
+                nb = futures.pop(f)
+                try:
+                    done[nb] = f.result()
+                except RuntimeError as err:
+                    sys.exit(str(err))
+    report["notebooks"] = {nb: done[nb] for nb in books}
+    report["jobs"] = args.jobs
     report["total_seconds"] = round(time.time() - start, 1)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     if not args.fast:

@@ -407,7 +407,8 @@ def pretrain(name: str, steps: int | None = None, progress: bool = True,
     if ckpt.exists():
         start, history = _resume(ckpt, model, opt)
     warmup = int(recipe.warmup_frac * total)
-    probe = _CurveProbe(model, recipe.config) if curve_every else None
+    # the learning curve of the image tower (skipped for runs shorter than one curve interval)
+    probe = _CurveProbe(model, recipe.config) if curve_every and total >= curve_every else None
     t0 = time.time()
     bar = tqdm(range(start, total), desc=f"pretrain {name}", disable=not progress,
                initial=start, total=total)

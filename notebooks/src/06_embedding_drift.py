@@ -106,6 +106,48 @@ per_domain = drift[drift.method == "drift per domain"].pivot_table(
 per_domain
 
 # %% [markdown]
+# ### Which side moved: images or text?
+#
+# An update can move the image side, the text side, or both. The continued update starts its
+# text tower from v1's and trains a new vision tower; the retrained one starts both from
+# scratch. Measuring the two sides apart (images: the test images; text: the class prompts of
+# all classes of the task) explains the ordering of the totals above, whichever way it falls.
+
+# %%
+all_prompts = {name: methods.base.zero_shot_weights(clip, full.classnames, (full.templates[0],))
+               .cpu() for name, clip in zoo.items()}
+tok = zoo[OLD].tokenizer
+ids = sorted({int(t) for c in full.classnames for t in tok([c])[0] if 0 < int(t) < 49406})
+side_rows = []
+for upd in UPDATES:
+    x, y = emb[OLD][is_img], emb[upd][is_img]
+    e_old = zoo[OLD].model.token_embedding.weight[ids]
+    e_new = zoo[upd].model.token_embedding.weight[ids]
+    side_rows.append({
+        "update": upd,
+        "image CKA": analysis.linear_cka(x, y),
+        "image k-NN overlap": analysis.knn_overlap(x, y, K),
+        "prompt CKA": analysis.linear_cka(all_prompts[OLD], all_prompts[upd]),
+        "prompt k-NN overlap": analysis.knn_overlap(all_prompts[OLD], all_prompts[upd], K),
+        "class-token cosine to v1": float(torch.nn.functional.cosine_similarity(
+            e_old, e_new, dim=-1).mean())})
+sides = pd.DataFrame(side_rows).set_index("update")
+display(sides.round(3))
+a, b = UPDATES
+for side in ("image", "prompt"):
+    more = a if sides.loc[a, f"{side} CKA"] < sides.loc[b, f"{side} CKA"] else b
+    print(f"{side} side: {more} drifts more from {OLD} "
+          f"(CKA {sides.loc[a, side + ' CKA']:.3f} for {a} vs {sides.loc[b, side + ' CKA']:.3f} "
+          f"for {b}; lower = more drift)")
+print(f"class-name token embeddings: cosine to {OLD} of {sides.loc[a, 'class-token cosine to v1']:.3f}"
+      f" ({a}, which started from them) vs {sides.loc[b, 'class-token cosine to v1']:.3f} ({b}, "
+      "which shares nothing but the tokenizer)")
+closer = max(UPDATES, key=lambda u: sides.loc[u, "prompt CKA"])
+print(f"The totals above mix both sides. Its text side stayed closer to {OLD}'s in {closer}: "
+      "that is the side a learned prompt was tuned against, so notebook 07 expects prompts to "
+      "survive better there, whatever the image side did.")
+
+# %% [markdown]
 # ## Aligned UMAP of the three versions
 #
 # One panel per version on shared axes; colour = class, marker = domain (crosses are the
