@@ -115,7 +115,8 @@ def registered(label: str) -> tuple[str, dict]:
 
 pd.DataFrame({m: {k: v for k, v in dataclasses.asdict(recipe(registered(m)[0])).items()
                   if k in ("epochs", "batch_size", "lr", "optimizer", "weight_decay",
-                           "max_steps")} for m in METHODS if m != "tip-adapter"}).T
+                           "max_steps")}  # the classic probe is solved, not trained
+              for m in METHODS if m not in ("tip-adapter", "linear-probe")}).T
 
 # %% [markdown]
 # ## Few-shot accuracy against shots
