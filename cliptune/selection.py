@@ -24,7 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from cliptune import data, models, protocols, world
+import json
+import os
+import pathlib
+import tempfile
+
+from cliptune import data, models, protocols, runtime, world
 
 SOURCE = "tiny-v1"
 VALIDATION_UPDATE = "tiny-v2-validation"
@@ -139,5 +144,33 @@ def select(method: str, variants: dict, train_set, val_set, source: str = SOURCE
     table["chosen"] = [i == best for i in range(len(rows))]
     table.attrs.update({"method": method, "rule": rule, "train": train_set.name,
                         "validation": val_set.name, "seeds": tuple(seeds)})
+    _record(method, rows[best]["variant"], table)
     return table, rows[best]["variant"]
+
+
+def _choice_path(method: str) -> pathlib.Path:
+    return pathlib.Path(runtime.RESULTS_DIR) / "selection" / f"{method}.json"
+
+
+def _record(method: str, label: str, table) -> None:
+    """Store the choice beside the results, so a later notebook (07) uses the same design."""
+    path = _choice_path(method)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"method": method, "chosen": label, "rule": table.attrs["rule"],
+            "train": table.attrs["train"], "validation": table.attrs["validation"],
+            "table": json.loads(table.drop(columns=["config"]).to_json(orient="records"))}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(blob, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def chosen(method: str) -> str:
+    """The variant :func:`select` chose for ``method`` in the notebook that introduced it."""
+    path = _choice_path(method)
+    if not path.exists():
+        where = {"contcoop": "02", "restore": "04", "arf": "05"}.get(method, "that introduces it")
+        raise FileNotFoundError(f"no design has been chosen for {method!r} yet ({path} is "
+                                f"missing): run notebook {where} first")
+    return json.loads(path.read_text())["chosen"]
 

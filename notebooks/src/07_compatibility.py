@@ -46,7 +46,7 @@ import pandas as pd
 import seaborn as sns
 
 from cliptune import (claims, compare, data, evaluate, methods, models, plots, protocols, results,
-                      runtime, train)
+                      runtime, selection, train)
 from cliptune.methods import tip_adapter
 
 FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
@@ -104,8 +104,15 @@ def train_on(method, clip, task, train_set, seed):
         val = tip_adapter.validation_split(data.tiny(task, "train"), train_set, min(SHOTS, 4), seed)
         module, _ = tip_adapter.train_and_search(method, clip, train_set, val, seed, recipe(method))
         return module
-    module, _ = protocols.train_method(method, clip, train_set, seed, recipe(method))
+    module, _ = protocols.train_method(method, clip, train_set, seed, recipe(method),
+                                       **CHOSEN.get(method, {}))
     return module
+
+
+# the reconstructions run with the designs notebooks 02 and 04 chose on validation data
+CHOSEN = {m: methods.preset(m, selection.chosen(m)) for m in ("contcoop", "restore")
+          if m in METHODS}
+print("designs chosen on validation data:", CHOSEN)
 
 
 def row(**kw):
@@ -275,7 +282,13 @@ test = data.tiny(task, "test")
 fields = {f.name for f in dataclasses.fields(methods.method_class("contcoop").Config)}
 rows = []
 for label, switches in ABLATIONS.items():
-    switches = {k: v for k, v in switches.items() if k in fields}
+    # each switch on top of the design notebook 02 chose on validation data
+    switches = {**CHOSEN.get("contcoop", {}), **{k: v for k, v in switches.items() if k in fields}}
+    try:
+        methods.create("contcoop", zoo[OLD], **switches)
+    except ValueError as err:  # e.g. a switch that the chosen prompt form does not have
+        print(f"skipped {label!r}: {err}")
+        continue
     for seed in ABLATION_SEEDS:
         train_set = data.few_shot(data.tiny(task, "train"), SHOTS, seed)
         module, _ = protocols.train_method("contcoop", zoo[OLD], train_set, seed,
