@@ -24,6 +24,7 @@ def save(fig, name: str) -> pathlib.Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
     fig.savefig(path, bbox_inches="tight", metadata={"Software": None})
+    runtime.note_output(path)
     return path
 
 
