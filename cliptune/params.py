@@ -280,7 +280,7 @@ def setup(namespace: dict, rules: dict | None = None) -> bool:
     and print the mode in force. Returns FAST_DEV_RUN as a bool."""
     check(namespace, rules)
     fast = namespace.get("FAST_DEV_RUN")
-    source = "set in the notebook" if fast is not None else \
+    source = "set as a parameter" if fast is not None else \
         f"from CLIPTUNE_FAST_DEV_RUN={os.environ.get('CLIPTUNE_FAST_DEV_RUN', '') or 'unset'}"
     fast = runtime.fast_dev_run() if fast is None else bool(fast)
     namespace["FAST_DEV_RUN"] = fast

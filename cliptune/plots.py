@@ -44,3 +44,22 @@ def image_grid(images, titles=None, ncols: int = 10, scale: float = 1.1):
             ax.set_title(titles[i], fontsize=6)
     fig.tight_layout()
     return fig
+
+
+def interactive(fn, note: str, **controls):
+    """A static figure and, beside it, a live control that redraws it.
+
+    ``fn(**values)`` draws one figure with ``plt.show()``. It is drawn once for the controls'
+    current values as an ordinary image (what papermill, nbval and a notebook viewer keep), then
+    the controls and a live copy follow (JupyterLab). The widget's text form is ``note``, not
+    ``interactive(children=(FloatSlider(...``. Returns the widget box."""
+    import ipywidgets as widgets
+    from IPython.display import display
+    fn(**{name: c.value for name, c in controls.items()})
+    box = widgets.VBox([*controls.values(), widgets.interactive_output(fn, controls)])
+    box.add_class("cliptune-interactive")
+    bundle = box._repr_mimebundle_()
+    bundle["text/plain"] = f"[interactive: {note}; needs a live kernel. The figure above is its " \
+                           "static copy.]"
+    display(bundle, raw=True)
+    return box

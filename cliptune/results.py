@@ -24,6 +24,22 @@ COLUMNS = ("experiment", "method", "dataset", "shots", "seed", "train_model", "e
            "split", "domain", "metric", "value", "config_hash")
 
 
+class Stored(str):
+    """A run's config hash (a plain string to every caller) that a notebook displays as what
+    was stored and where, never as a bare hash."""
+
+    def __new__(cls, h: str, path: pathlib.Path, n_rows: int):
+        obj = super().__new__(cls, h)
+        obj.description = f"{n_rows} result rows stored in {runtime.display_path(path)}"
+        return obj
+
+    def __repr__(self) -> str:
+        return self.description
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(self.description)
+
+
 def config_hash(config: dict) -> str:
     blob = json.dumps(config, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
@@ -94,7 +110,7 @@ def record(experiment: str, config: dict, rows: list[dict], root=None) -> str:
         if old != path:
             old.unlink(missing_ok=True)
     runtime.note_output(path)
-    return h
+    return Stored(h, path, len(rows))
 
 
 def load(experiment: str | None = None, root=None, hashes=None):

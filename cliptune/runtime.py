@@ -75,7 +75,7 @@ def note_output(path) -> None:
         _WRITTEN.append(path)
 
 
-def report_outputs(experiment: str | None = None) -> list[str]:
+def report_outputs(experiment: str | None = None) -> None:
     """Print where this run's figures and result rows went (repository-relative paths)."""
     figures = [p for p in _WRITTEN if p.suffix == ".png"]
     tables = [p for p in _WRITTEN if p.suffix == ".csv"]
@@ -83,9 +83,9 @@ def report_outputs(experiment: str | None = None) -> list[str]:
     lines += [f"  {p.name}" for p in figures] or ["  (none)"]
     where = pathlib.Path(RESULTS_DIR) / experiment if experiment else pathlib.Path(RESULTS_DIR)
     lines.append(f"result rows ({len(tables)} files) in {display_path(where)}/:")
-    lines += [f"  {display_path(p)}" for p in tables] or ["  (none)"]
+    lines += [f"  {p.name if p.parent == where else display_path(p)}" for p in tables] or \
+        ["  (none)"]
     print("\n".join(lines))
-    return lines
 
 
 def progress(iterable=None, **kwargs):

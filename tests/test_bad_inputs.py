@@ -217,6 +217,6 @@ def test_report_outputs_prints_relative_paths_only(tmp_path, capsys, monkeypatch
     runtime.note_output(runtime.ROOT / "figures" / "00_domains.png")
     runtime.report_outputs("e")
     out = capsys.readouterr().out
-    assert "build/t/results/e/x_abc.csv" in out and "00_domains.png" in out
+    assert "build/t/results/e/:" in out and "x_abc.csv" in out and "00_domains.png" in out
     assert str(runtime.ROOT) not in out
     runtime._WRITTEN.clear()

@@ -11,10 +11,13 @@
 # (`RETRAIN = True`). Writes `figures/00_*.png` and `results/00_tiny_world/`.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False  # the test suite sets CLIPTUNE_FAST_DEV_RUN=1 (papermill: -p FAST_DEV_RUN True)
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 RETRAIN = False  # pretrain the zoo again even if data/zoo has the weights (about 20 min each)
 GENERATIONS = ("tiny-v1", "tiny-v2-continued", "tiny-v2-retrained")
 SAMPLE_SEED = 0
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import json
@@ -26,11 +29,10 @@ import seaborn as sns
 
 from cliptune import data, evaluate, methods, models, plots, results, runtime, world
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 plots.style()
 TASKS = ("objects", "shapes") if FAST_DEV_RUN else tuple(world.TASKS)
 DOMAINS = ("photo", "sketch") if FAST_DEV_RUN else world.DOMAINS
-print("fast mode" if FAST_DEV_RUN else "full run", "| device:", runtime.device())
 
 # %% [markdown]
 # ## Scenes and domains
@@ -206,3 +208,9 @@ print("tasks at or near ceiling for tiny-v1 on photos:", easy or "none")
 # fine-tuning forgets, but on them fine-tuning has little to gain. The sketch domain is the
 # hardest shift for shape-related tasks because only the outline is left and sketches are
 # rare in pretraining.
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("00_tiny_world")

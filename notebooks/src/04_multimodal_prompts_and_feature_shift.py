@@ -19,7 +19,9 @@
 # its numbers.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 SEEDS = (1, 2, 3)
 SHOTS = 16
 MODEL_OLD = "tiny-v1"
@@ -30,6 +32,7 @@ LR = 0.01
 TRACE_TASK = "objects"  # the task whose training is traced for the dynamics plots
 TRACE_EVERY = 10  # steps between two feature-shift measurements while training
 N_IMAGES = 256  # test images per feature-shift measurement
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import math
@@ -43,7 +46,7 @@ from scipy import stats
 from cliptune import (data, evaluate, feature_shift, models, plots, protocols, results, runtime,
                       train)
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 if FAST_DEV_RUN:
     SEEDS, TASKS, STEPS, TRACE_TASK, TRACE_EVERY, N_IMAGES = (1,), ("shapes",), 12, "shapes", 4, 64
 EXPERIMENT = "04_multimodal_prompts_and_feature_shift"
@@ -435,3 +438,9 @@ print(f"\nnotebook run time: {time.time() - T_START:.0f} s (fast mode: {FAST_DEV
 r = traces[traces.method == "RESTORE"][["ratio_text", "ratio_vision"]]
 print(f"RESTORE ratios r_t / r_v: start {r.iloc[0].ratio_text:.4f} / {r.iloc[0].ratio_vision:.4f}, "
       f"end {r.iloc[-1].ratio_text:.4f} / {r.iloc[-1].ratio_vision:.4f}")
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("04_multimodal_prompts_and_feature_shift")

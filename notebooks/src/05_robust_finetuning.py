@@ -18,7 +18,9 @@
 # `results/05_robust_finetuning/`.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 SEEDS = (1, 2, 3)
 MODEL_OLD = "tiny-v1"
 MODEL_UPDATE = "tiny-v2-continued"  # for "Beyond the papers": shares v1's text ancestry
@@ -36,6 +38,7 @@ LAMBDA_ITA = 1.0  # ARF: weight of the retrieved image-text-pair anchor loss
 RETRIEVAL_K = 16  # ARF: retrieved pairs per class
 CORPUS_SIZE = 4000  # ARF: retrieval candidate pool
 ANCHOR_BATCH = 32  # ARF: retrieved pairs per step
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import dataclasses
@@ -47,12 +50,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from IPython.display import display
 
 from cliptune import data, methods, models, plots, protocols, results, runtime, train, \
     wise_ft, world
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 EVAL_PER_CLASS = None  # every test image
 EXCLUDE_TESTS = "all"  # ARF: drop retrieval candidates equal to any tiny-world test image
 if FAST_DEV_RUN:  # one seed, a few steps, small test sets: checks the code path only
@@ -277,7 +279,7 @@ def show_alpha(alpha=0.5):
 
 slider = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=min(np.diff(ALPHAS)),
                              description="α")
-display(widgets.interactive(show_alpha, alpha=slider))
+plots.interactive(show_alpha, "the WiSE-FT α slider", alpha=slider)
 
 # %% [markdown]
 # ## Effective robustness
@@ -540,3 +542,9 @@ print(f"notebook run time {time.time() - T0:.0f} s")
 # - Task vectors only transfer along shared ancestry: the ancestry table says which weights of
 #   `tiny-v2-continued` are still related to v1's. The vision tower is not, so the whole
 #   delta adds v1-specific changes to unrelated vision weights.
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("05_robust_finetuning")

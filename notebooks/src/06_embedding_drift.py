@@ -11,7 +11,9 @@
 # 1 minute on a GPU machine. Writes `figures/06_*.png` and `results/06_embedding_drift/`.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 OLD = "tiny-v1"
 UPDATES = ("tiny-v2-continued", "tiny-v2-retrained")
 TASK = "objects"
@@ -21,6 +23,7 @@ N_NEIGHBORS = 15
 UMAP_SEED = 0
 K = 10  # neighbours for the k-NN overlap
 SHOTS, SEED = 16, 1  # the CoOp prompts whose per-class compatibility is compared with drift
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import ipywidgets as widgets
@@ -29,12 +32,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from IPython.display import display
 from scipy import stats
 
 from cliptune import analysis, data, evaluate, methods, models, plots, protocols, results, runtime
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 if FAST_DEV_RUN:
     N_CLASSES, DOMAINS = 6, ("photo",)
 plots.style()
@@ -67,7 +69,7 @@ def embed(clip):
 
 
 emb = {name: embed(clip) for name, clip in zoo.items()}
-is_img = (meta.kind == "image").to_numpy()
+is_img = (meta.kind == "image").to_numpy().copy()  # writable: torch indexes with it
 print({k: tuple(v.shape) for k, v in emb.items()})
 
 # %% [markdown]
@@ -166,7 +168,7 @@ def highlight(selection):
 
 
 choice = widgets.Dropdown(options=list(classes) + list(DOMAINS), description="follow")
-display(widgets.VBox([choice, widgets.interactive_output(highlight, {"selection": choice})]))
+plots.interactive(highlight, "the class or domain to follow", selection=choice)
 
 # %% [markdown]
 # ## Does drift predict which classes lose their prompts?
@@ -232,3 +234,9 @@ for u, r in corr.items():
 # non-significant correlation means that, in this world, how far a class's images move
 # between versions says little about whether v1's prompts still work for it; what matters
 # more is whether the text side the prompts were tuned against changed (notebook 07).
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("06_embedding_drift")

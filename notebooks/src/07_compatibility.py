@@ -20,7 +20,9 @@
 # `figures/07_*.png` and `results/07_compatibility/`.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 OLD = "tiny-v1"
 UPDATES = ("tiny-v2-continued", "tiny-v2-retrained")
 TASKS = ("objects", "shapes", "textures", "colours", "counts")
@@ -35,6 +37,7 @@ HEAVY_TASKS = ("objects", "shapes")
 HEAVY_SEEDS = (1,)
 RETRAIN_ON_UPDATE = ("coop", "contcoop", "clip-adapter")  # (d): first task, first seed
 ABLATION_SEEDS = (1, 2, 3)
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import dataclasses
@@ -47,7 +50,7 @@ import seaborn as sns
 from cliptune import data, evaluate, methods, models, plots, protocols, results, runtime, train
 from cliptune.methods import tip_adapter
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 if FAST_DEV_RUN:
     TASKS, SEEDS, HEAVY_SEEDS, ABLATION_SEEDS = ("objects",), (1,), (1,), (1,)
     HEAVY_TASKS = ("objects",)
@@ -307,3 +310,9 @@ abl.pivot_table(index="method", columns="eval_model", values="gain over zero-sho
 # general; the lines above compare it with CoOp per update, and the ablation shows which
 # reconstructed switch matters (the zero-shot distillation term, in particular, limits the
 # loss on the retrained update).
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("07_compatibility")
