@@ -52,7 +52,8 @@ def interactive(fn, note: str, **controls):
     ``fn(**values)`` draws one figure with ``plt.show()``. It is drawn once for the controls'
     current values as an ordinary image (what papermill, nbval and a notebook viewer keep), then
     the controls and a live copy follow (JupyterLab). The widget's text form is ``note``, not
-    ``interactive(children=(FloatSlider(...``. Returns the widget box."""
+    ``interactive(children=(FloatSlider(...``. Returns nothing, so that a cell ending with it
+    shows no second copy of the widget."""
     import ipywidgets as widgets
     from IPython.display import display
     fn(**{name: c.value for name, c in controls.items()})
@@ -62,4 +63,3 @@ def interactive(fn, note: str, **controls):
     bundle["text/plain"] = f"[interactive: {note}; needs a live kernel. The figure above is its " \
                            "static copy.]"
     display(bundle, raw=True)
-    return box
