@@ -59,7 +59,8 @@ def display_path(path) -> str:
         base = os.environ.get(var)
         if base:
             try:
-                return f"${var}/{path.resolve().relative_to(pathlib.Path(base).resolve())}"
+                rel = path.resolve().relative_to(pathlib.Path(base).resolve())
+                return f"${var}" if str(rel) == "." else f"${var}/{rel}"
             except ValueError:
                 pass
     try:

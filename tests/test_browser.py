@@ -86,6 +86,7 @@ def lab(tmp_path_factory):
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "JUPYTER_CONFIG_DIR": str(work / ".jupyter"),
            "JUPYTER_RUNTIME_DIR": str(work / ".runtime"),
+           "JUPYTER_DATA_DIR": str(work / ".data"),
            "IPYTHONDIR": str(work / ".ipython")}
     for var, sub in (("CLIPTUNE_FIGURES", "figures"), ("CLIPTUNE_RESULTS", "results"),
                      ("CLIPTUNE_CHECKPOINTS", "checkpoints")):
