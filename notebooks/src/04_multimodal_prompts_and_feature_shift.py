@@ -248,7 +248,7 @@ for label, (name, mcfg) in METHODS.items():
     path = protocols.checkpoint_path(f"{name}-trace", trace_set, SEEDS[0], clip,
                                      {**mcfg, "trace_every": TRACE_EVERY, "probe": len(probe)},
                                      trace_cfg)
-    hist = train.fit(method, trace_set, trace_cfg, checkpoint=path, progress=False,
+    hist = train.fit(method, trace_set, trace_cfg, checkpoint=path, progress=True,
                      callback=tracer(TRACE_EVERY))
     spe = train.steps_per_epoch(len(trace_set), trace_cfg.batch_size)
     keys = ["trace_step", "new_acc", "gap_final", "shift_text", "shift_vision", "gram_text",
