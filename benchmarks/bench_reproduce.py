@@ -6,6 +6,7 @@ notebook's kernel (the largest process in the child's tree).
 """
 import argparse
 import json
+import os
 import pathlib
 import platform
 import subprocess
@@ -41,7 +42,10 @@ def main():
         print(f"== {nb}", flush=True)
         proc = subprocess.run([sys.executable, "-c", RUNNER, nb, args.kernel]
                               + (["--fast"] if args.fast else []), cwd=ROOT,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True,
+                              # nobody watches these runs live: keep progress lines out of the
+                              # committed notebooks (papermill --log-output runs show them)
+                              env={"CLIPTUNE_PROGRESS": "off", **os.environ})
         if proc.returncode != 0:
             print(proc.stdout[-3000:], proc.stderr[-6000:], sep="\n")
             sys.exit(f"{nb} failed: the executed notebook shows the error cell")

@@ -213,8 +213,9 @@ def coop(name: str, split: str = "test", root=None) -> ImageSet:
     spec = COOP_DATASETS[name]
     base = data_root(root) / spec.folder
     if not base.is_dir():
+        shown = base.relative_to(runtime.ROOT) if base.is_relative_to(runtime.ROOT) else base
         raise FileNotFoundError(
-            f"dataset folder {base} does not exist. Put {name} there in the CoOp layout "
+            f"dataset folder {shown} does not exist. Put {name} there in the CoOp layout "
             f"(see CoOp's DATASETS.md), or point to your data root with coop(..., root=...) or "
             "the DATA environment variable.")
     if spec.split_file is not None:

@@ -230,6 +230,29 @@ def _hub_offline(offline: bool):
         constants.HF_HUB_OFFLINE = before
 
 
+class _DropRandomInitNotice(logging.Filter):
+    def filter(self, record) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_random_init(active: bool):
+    """open_clip warns that a model without pretrained weights is random: asked for, so noise."""
+    if not active:
+        yield
+        return
+    filt = _DropRandomInitNotice()
+    root = logging.getLogger()
+    targets = [root] + list(root.handlers)
+    for t in targets:
+        t.addFilter(filt)
+    try:
+        yield
+    finally:
+        for t in targets:
+            t.removeFilter(filt)
+
+
 def load_clip(name: str, pretrained: str | None = None, device=None, train_if_missing: bool = True,
               allow_download: bool = False) -> Clip:
     """Load a CLIP by name.
@@ -279,7 +302,7 @@ def load_clip(name: str, pretrained: str | None = None, device=None, train_if_mi
             "its path as `pretrained` (or allow downloads: load_clip(..., allow_download=True)).")
     local = pretrained is not None and os.path.isfile(pretrained)
     try:
-        with _hub_offline(is_tag and not allow_download):
+        with _hub_offline(is_tag and not allow_download), _quiet_random_init(pretrained is None):
             model, _, preprocess = open_clip.create_model_and_transforms(
                 name, pretrained=pretrained, device=dev, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch, safetensors and zip errors differ

@@ -101,7 +101,7 @@ def progress(iterable=None, **kwargs):
         from tqdm.std import tqdm
         import sys
         kwargs.setdefault("file", sys.stderr)
-        kwargs.setdefault("mininterval", 2.0)
+        kwargs.setdefault("mininterval", 10.0)  # a log line every 10 s at most
         kwargs.setdefault("ncols", 100)
     else:
         from tqdm.auto import tqdm

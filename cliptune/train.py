@@ -141,7 +141,7 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
             for k, val in (extra or {}).items():
                 history.setdefault(k, []).append(val)
         if progress:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if partial is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
                 and step + 1 < total:
             history["seconds"] += time.time() - t0

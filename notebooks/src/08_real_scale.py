@@ -98,7 +98,7 @@ if not READY and SMOKE:
     old = models.load_clip("ViT-B-16", None)
     new = {"ViT-B-16:random-2": models.load_clip("ViT-B-16", None)}
     READY = True
-    print("smoke run on", root)
+    print("smoke run on a fabricated DTD folder (a temporary directory)")
 
 # %% [markdown]
 # ## The analysis (same protocol as notebook 07)
