@@ -11,7 +11,9 @@ TEST_ENV := CLIPTUNE_FAST_DEV_RUN=1 CLIPTUNE_RESULTS=$(CURDIR)/$(TEST_OUT)/resul
             CLIPTUNE_FIGURES=$(CURDIR)/$(TEST_OUT)/figures \
             CLIPTUNE_CHECKPOINTS=$(CURDIR)/$(TEST_OUT)/checkpoints HF_HUB_OFFLINE=1
 
-.PHONY: setup zoo notebooks reproduce test unit nbval bench clean
+LAB_SETTINGS := build/lab/settings/@jupyterlab/docmanager-extension
+
+.PHONY: setup zoo notebooks reproduce test unit nbval browser lab scratch bench clean
 
 setup: $(VENV)/.installed
 
@@ -41,10 +43,24 @@ nbval: setup
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=1200 -p no:cacheprovider notebooks -q
 
-test: setup   ## unit tests, then every notebook in fast mode under nbval (one pytest run)
+browser: setup   ## only the JupyterLab-in-Chromium test (installs chromium with apt-get as root)
+	$(TEST_ENV) $(BIN)/python -m pytest tests/test_browser.py -q -rs
+
+# JupyterLab on the tracked notebooks with autosave off: nothing is stored unless you save
+lab: setup
+	mkdir -p $(LAB_SETTINGS)
+	echo '{"autosave": false}' > $(LAB_SETTINGS)/plugin.jupyterlab-settings
+	JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/build/lab/settings $(BIN)/jupyter lab notebooks
+
+# JupyterLab on copies under build/scratch: experiment freely, git status stays clean
+scratch: setup
+	mkdir -p build/scratch && cp -n notebooks/*.ipynb build/scratch/
+	$(BIN)/jupyter lab build/scratch
+
+test: setup   ## unit tests (bad inputs, parameters, the browser test), then every notebook in fast mode under nbval
 	rm -rf $(TEST_OUT)
 	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
-	  --nbval-cell-timeout=1200 -q
+	  --nbval-cell-timeout=1200 -q -rs
 
 bench: setup   ## speed and memory goals (never part of the tests)
 	$(BIN)/python benchmarks/bench_prompt_step.py

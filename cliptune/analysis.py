@@ -6,6 +6,8 @@ orthogonal change of basis; only the geometry *within* each version is compared.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -90,5 +92,10 @@ def aligned_umap(embeddings, n_neighbors: int = 15, min_dist: float = 0.1,
     reducer = umap.AlignedUMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine",
                                random_state=random_state, n_epochs=n_epochs,
                                alignment_regularisation=alignment_regularisation)
-    reducer.fit(arrays, relations=relations)
+    with warnings.catch_warnings():
+        # AlignedUMAP builds UMAPs with n_jobs=-1 and then says it forces one thread because
+        # of the seed: exactly what we asked for, so the warning is only noise
+        warnings.filterwarnings("ignore", message="n_jobs value .* overridden to 1",
+                                category=UserWarning)
+        reducer.fit(arrays, relations=relations)
     return [np.asarray(e) for e in reducer.embeddings_]

@@ -50,8 +50,7 @@ class ImageSet:
         idx = np.asarray(idx)
         if isinstance(self.images, np.ndarray):
             return self.images[idx]
-        from PIL import Image
-        return [Image.open(self.images[i]).convert("RGB") for i in idx]
+        return [open_image(self.images[i]) for i in idx]
 
     def subset(self, idx, name: str | None = None) -> "ImageSet":
         idx = np.asarray(idx, dtype=np.int64)
@@ -79,6 +78,32 @@ class ImageSet:
         out.labels = np.array([remap[int(y)] for y in out.labels], dtype=np.int64)
         out.classnames = tuple(self.classnames[i] for i in index)
         return out
+
+
+def open_image(path):
+    """An image file as 8-bit RGB. 16-bit and 32-bit greyscale images (PIL modes I;16, I, F)
+    are scaled to 0-255, not clipped (PIL's own convert("RGB") saturates them to white); a
+    damaged or truncated file is an error that names it."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+                arr = np.asarray(im, dtype=np.float64)
+                if im.mode.startswith("I;16") or (im.mode == "I" and arr.max(initial=0) > 255):
+                    scale = 65535.0 if arr.max(initial=0) > 255 or im.mode.startswith("I;16") \
+                        else 255.0
+                elif im.mode == "F" and arr.max(initial=0) <= 1.0:
+                    scale = 1.0
+                else:
+                    scale = 255.0
+                arr = np.clip(np.rint(arr / scale * 255.0), 0, 255).astype(np.uint8)
+                return Image.fromarray(arr, "L").convert("RGB")
+            return im.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:  # PIL: UnidentifiedImageError, truncation
+        raise DatasetError(f"cannot read image {path}: {err}. The file is damaged, truncated or "
+                           "not an image: download it again, or remove it from the dataset "
+                           "(its split file or folder)") from err
 
 
 # --------------------------------------------------------------------------- the tiny world
@@ -192,8 +217,9 @@ def coop(name: str, split: str = "test", root=None) -> ImageSet:
     spec = COOP_DATASETS[name]
     base = data_root(root) / spec.folder
     if not base.is_dir():
+        shown = base.relative_to(runtime.ROOT) if base.is_relative_to(runtime.ROOT) else base
         raise FileNotFoundError(
-            f"dataset folder {base} does not exist. Put {name} there in the CoOp layout "
+            f"dataset folder {shown} does not exist. Put {name} there in the CoOp layout "
             f"(see CoOp's DATASETS.md), or point to your data root with coop(..., root=...) or "
             "the DATA environment variable.")
     if spec.split_file is not None:
@@ -219,13 +245,21 @@ def _read_split(path: pathlib.Path, split: str, image_dir: pathlib.Path):
     if not isinstance(content, dict) or split not in content:
         raise DatasetError(f"split file {path} has no {split!r} list; expected keys "
                            "'train', 'val', 'test' each holding [path, label, classname] items")
+    # every list is checked, not only the one asked for: class names come from all of them
+    for name, items in content.items():
+        if not isinstance(items, list):
+            raise DatasetError(f"split file {path}: {name!r} holds a {type(items).__name__}, not "
+                               "a list of [relative_path, integer_label, classname] items")
+        for i, item in enumerate(items):
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                    and isinstance(item[1], int) and not isinstance(item[1], bool)
+                    and item[1] >= 0 and isinstance(item[2], str)):
+                raise DatasetError(f"split file {path}: item {i} of {name!r} is {item!r}, not "
+                                   "[relative_path, integer_label, classname]; fix or remove "
+                                   "that item (or download the split file again)")
     names: dict[int, str] = {}
     paths, labels = [], []
-    for i, item in enumerate(content[split]):
-        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[1], int)):
-            raise DatasetError(f"split file {path}: item {i} of {split!r} is {item!r}, not "
-                               "[relative_path, integer_label, classname]")
-        rel, label, cname = item
+    for rel, label, cname in content[split]:
         paths.append(str(image_dir / rel))
         labels.append(label)
         names.setdefault(label, cname)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cliptune import features
+from cliptune import features, runtime
 from cliptune.methods.base import Batch
 
 
@@ -29,7 +29,9 @@ def predict(method, ds, batch_size: int = 1024) -> torch.Tensor:
             out.append(method(Batch(labels[sl], torch.arange(len(ds))[sl],
                                     features=feats[sl])).float())
     else:
-        for i in range(0, len(ds), batch_size):
+        slow = len(ds) * (1 if clip.is_tiny else 50) > 20_000
+        for i in runtime.progress(range(0, len(ds), batch_size), desc=f"evaluate {method.name}",
+                                  disable=not slow, leave=False):
             idx = list(range(i, min(i + batch_size, len(ds))))
             out.append(method(Batch(labels[idx], torch.tensor(idx),
                                     pixels=features.pixels(clip, ds, idx))).float())

@@ -35,7 +35,11 @@ def image_features(clip: models.Clip, ds, view: int = 0, batch_size: int = 256,
         return _CACHE[key]
     clip.model.eval()
     out = []
-    for i in range(0, len(ds), batch_size):
+    starts = range(0, len(ds), batch_size)
+    # a bar only where encoding takes a while (real-scale models, large sets)
+    slow = len(ds) * (1 if clip.is_tiny else 50) > 20_000
+    for i in runtime.progress(starts, desc=f"image features ({ds.name}, view {view})",
+                              disable=not slow, leave=False):
         idx = range(i, min(i + batch_size, len(ds)))
         with runtime.autocast(clip.device):
             out.append(clip.model.encode_image(pixels(clip, ds, list(idx), view, seed)).float())

@@ -90,6 +90,13 @@ class Clip:
     model: torch.nn.Module
     tokenizer: object
     preprocess: object = None  # PIL image -> tensor, for the real world
+    weights_sha256: str | None = None  # of the weights file, when loaded from one
+
+    @property
+    def fingerprint(self) -> str:
+        """The key plus the weights' hash: what trained modules and caches are keyed by, so
+        that a module trained on old weights is never reused after they change."""
+        return self.key if not self.weights_sha256 else f"{self.key}@{self.weights_sha256[:12]}"
 
     @property
     def key(self) -> str:
@@ -233,6 +240,29 @@ def _hub_offline(offline: bool):
         constants.HF_HUB_OFFLINE = before
 
 
+class _DropRandomInitNotice(logging.Filter):
+    def filter(self, record) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_random_init(active: bool):
+    """open_clip warns that a model without pretrained weights is random: asked for, so noise."""
+    if not active:
+        yield
+        return
+    filt = _DropRandomInitNotice()
+    root = logging.getLogger()
+    targets = [root] + list(root.handlers)
+    for t in targets:
+        t.addFilter(filt)
+    try:
+        yield
+    finally:
+        for t in targets:
+            t.removeFilter(filt)
+
+
 def load_clip(name: str, pretrained: str | None = None, device=None, train_if_missing: bool = True,
               allow_download: bool = False) -> Clip:
     """Load a CLIP by name.
@@ -251,11 +281,17 @@ def load_clip(name: str, pretrained: str | None = None, device=None, train_if_mi
                 raise FileNotFoundError(f"{path} is missing: run cliptune.models.pretrain({name!r})"
                                         " or `python -m cliptune.models pretrain`")
             pretrain(name)
+        digest = check_zoo_file(name, path)
         model = build_tiny(ZOO[name].config, stem=ZOO[name].stem)
-        model.load_state_dict(load_weights(path))
+        try:
+            model.load_state_dict(load_weights(path))
+        except RuntimeError as err:  # keys or shapes of another architecture
+            raise ValueError(f"{path.name} does not fit {name}'s architecture ({str(err)[:200]}):"
+                             f" delete it and run `python -m cliptune.models pretrain` to "
+                             "regenerate it from its recipe") from err
         tok = open_clip.get_tokenizer(ZOO[name].config)
         model.requires_grad_(False)  # frozen unless a method copies it to fine-tune
-        return Clip(name, None, model.to(dev).eval(), tok)
+        return Clip(name, None, model.to(dev).eval(), tok, weights_sha256=digest)
     if name not in open_clip.list_models():
         close = difflib.get_close_matches(name, list_models(), n=5)
         raise KeyError(f"unknown model {name!r}. Did you mean one of {close}? "
@@ -274,12 +310,23 @@ def load_clip(name: str, pretrained: str | None = None, device=None, train_if_mi
             f"\"import open_clip; open_clip.create_model('{name}', pretrained='{pretrained}')\" "
             "to fill the cache (~/.cache/huggingface/hub), or download the weights file and pass "
             "its path as `pretrained` (or allow downloads: load_clip(..., allow_download=True)).")
+    local = pretrained is not None and os.path.isfile(pretrained)
     try:
-        with _hub_offline(is_tag and not allow_download):
+        with _hub_offline(is_tag and not allow_download), _quiet_random_init(pretrained is None):
             model, _, preprocess = open_clip.create_model_and_transforms(
                 name, pretrained=pretrained, device=dev, weights_only=True)
-    except (RuntimeError, OSError, ValueError) as err:
-        if pretrained is None or os.path.isfile(pretrained):
+    except Exception as err:  # noqa: BLE001 - torch, safetensors and zip errors differ
+        if local:
+            # torch's own message advises weights_only=False, i.e. running the file's code:
+            # cliptune never does that, so the advice is not passed on
+            kind = "an unsafe pickle (it holds more than tensors)" if "weights_only" in str(err) \
+                else f"damaged or not a weights file ({type(err).__name__})"
+            raise ValueError(
+                f"the weights file {os.path.basename(pretrained)} ({pretrained}) could not be "
+                f"loaded into {name!r}: it is {kind}. cliptune only reads tensors "
+                "(safetensors, or torch files with weights_only=True). Download the file again, "
+                "or convert it to safetensors on a machine you trust.") from None
+        if pretrained is None:
             raise
         raise WeightsNotCachedError(
             f"the weights of {name!r} / {pretrained!r} are not in open_clip's cache and could not "
@@ -288,7 +335,8 @@ def load_clip(name: str, pretrained: str | None = None, device=None, train_if_mi
             f"pretrained='{pretrained}')\" to fill the cache (~/.cache/huggingface/hub), or "
             "download the weights file and pass its path as `pretrained`.") from err
     model.requires_grad_(False)
-    return Clip(name, pretrained, model.eval(), open_clip.get_tokenizer(name), preprocess)
+    return Clip(name, pretrained, model.eval(), open_clip.get_tokenizer(name), preprocess,
+                weights_sha256=sha256(pretrained) if local else None)
 
 
 # --------------------------------------------------------------------------- weights on disk
@@ -297,11 +345,44 @@ def save_weights(state: dict, path, metadata: dict | None = None) -> str:
     from safetensors.torch import save_file
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = _temporary(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    save_file(tensors, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return sha256(path)
+
+
+def _temporary(path: pathlib.Path) -> pathlib.Path:
+    """A fresh temporary name beside ``path`` (two runs writing the same file never share
+    one); the caller renames it over ``path``."""
+    import tempfile
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return pathlib.Path(tmp)
+
+
+def check_zoo_file(name: str, path) -> str | None:
+    """The sha256 of a zoo file; an error if it no longer matches data/zoo/manifest.json."""
+    path = pathlib.Path(path)
+    digest = sha256(path)
+    manifest_path = ZOO_DIR / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"data/zoo/manifest.json is not valid JSON ({err}); restore it with "
+                         "`git checkout data/zoo/manifest.json`") from err
+    want = manifest.get(name, {}).get("sha256")
+    if want and want != digest:
+        raise ValueError(
+            f"{path.name} does not match its sha256 in data/zoo/manifest.json (file "
+            f"{digest[:12]}..., manifest {want[:12]}...): the weights were changed or damaged. "
+            f"Restore them (`git checkout data/zoo/{path.name}`), or delete the file and run "
+            "`python -m cliptune.models pretrain` to regenerate it from its recipe (which "
+            "updates the manifest).")
+    return digest
 
 
 def load_weights(path) -> dict:
@@ -456,9 +537,12 @@ def save_partial(path, state: dict) -> None:
     from different steps. It holds only what we wrote, and is read with weights_only=True.
     """
     path = pathlib.Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    tmp = _temporary(path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_partial(path) -> dict:

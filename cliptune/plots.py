@@ -24,6 +24,7 @@ def save(fig, name: str) -> pathlib.Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
     fig.savefig(path, bbox_inches="tight", metadata={"Software": None})
+    runtime.note_output(path)
     return path
 
 
@@ -125,3 +126,22 @@ def lines_with_errorbars(df, x: str, y: str, hue: str, ax=None, err: str = "sd",
     ax.legend(fontsize=8, title=f"{hue} (bars: {'±1 sd' if err == 'sd' else '95% CI'})",
               title_fontsize=8)
     return ax
+
+
+def interactive(fn, note: str, **controls):
+    """A static figure and, beside it, a live control that redraws it.
+
+    ``fn(**values)`` draws one figure with ``plt.show()``. It is drawn once for the controls'
+    current values as an ordinary image (what papermill, nbval and a notebook viewer keep), then
+    the controls and a live copy follow (JupyterLab). The widget's text form is ``note``, not
+    ``interactive(children=(FloatSlider(...``. Returns nothing, so that a cell ending with it
+    shows no second copy of the widget."""
+    import ipywidgets as widgets
+    from IPython.display import display
+    fn(**{name: c.value for name, c in controls.items()})
+    box = widgets.VBox([*controls.values(), widgets.interactive_output(fn, controls)])
+    box.add_class("cliptune-interactive")
+    bundle = box._repr_mimebundle_()
+    bundle["text/plain"] = f"[interactive: {note}; needs a live kernel. The figure above is its " \
+                           "static copy.]"
+    display(bundle, raw=True)

@@ -2,7 +2,8 @@
 
 Introduced in notebook 02. Trained modules are checkpointed under data/checkpoints with a name
 that encodes everything that determines them, so notebook 07 reuses what notebooks 02-04
-trained instead of training it again.
+trained instead of training it again. The name's hash covers the model's weights (its sha256),
+so a module trained on weights that have since changed is trained again, never reused.
 """
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from cliptune import data, evaluate, methods, results, runtime, train
 def checkpoint_path(method: str, train_set, seed: int, clip, method_cfg: dict,
                     train_cfg: train.TrainConfig):
     h = results.config_hash({"method": method, "data": train_set.key, "seed": seed,
-                             "model": clip.key, "method_cfg": method_cfg,
+                             "model": clip.fingerprint, "method_cfg": method_cfg,
                              "train_cfg": dataclasses.asdict(train_cfg)})
     safe = train_set.name.replace("/", "_")
     return runtime.CHECKPOINT_DIR / f"{method}_{safe}_{clip.key.replace(':', '_')}_s{seed}_{h}.safetensors"
 
 
-def train_method(name: str, clip, train_set, seed: int = 1, train_cfg=None, progress=False,
+def train_method(name: str, clip, train_set, seed: int = 1, train_cfg=None, progress=True,
                  **method_cfg):
     """Create ``name`` on ``clip``, attach it to ``train_set``'s classes and train it (or load
     the checkpoint if an identical run already finished). Returns (method, history)."""

@@ -70,14 +70,12 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
     ``cfg.checkpoint_every`` steps beside it and resumed from. ``callback(step, method)`` runs
     after every step; it may return a dict that is added to the history.
     """
-    from tqdm.auto import tqdm
     cfg = cfg or TrainConfig()
     clip = method.clip
     final = pathlib.Path(checkpoint) if checkpoint else None
     if final is not None and final.exists():
         method.load_state_dict(models.load_weights(final))
-        hist_path = final.with_suffix(".history.json")
-        return json.loads(hist_path.read_text()) if hist_path.exists() else {}
+        return read_history(final.with_suffix(".history.json"))
     runtime.set_threads()
     params = [p for p in method.parameters() if p.requires_grad]
     if not params:
@@ -98,8 +96,8 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
         start, history = _resume(partial, method, opt)
     method.train()
     t0 = time.time()
-    bar = tqdm(range(start, total), desc=method.name, disable=not progress, initial=start,
-               total=total, leave=False)
+    bar = runtime.progress(range(start, total), desc=f"{method.name} ({train_set.name})",
+                           disable=not progress, initial=start, total=total, leave=False)
     # a run resumed exactly at an epoch boundary still owes the finished epoch its
     # on_epoch_end (e.g. RESTORE's ratio update): start "inside" that epoch
     epoch = max(start - 1, 0) // spe
@@ -143,7 +141,7 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
             for k, val in (extra or {}).items():
                 history.setdefault(k, []).append(val)
         if progress:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if partial is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
                 and step + 1 < total:
             history["seconds"] += time.time() - t0
@@ -155,9 +153,41 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
     history["seconds"] += time.time() - t0
     if final is not None:
         method.save(final)
-        final.with_suffix(".history.json").write_text(json.dumps(history))
+        write_history(final.with_suffix(".history.json"), history)
         partial.unlink(missing_ok=True)
     return history
+
+
+def write_history(path, history: dict) -> None:
+    """Write a run's history atomically (a fresh temporary file renamed into place)."""
+    import tempfile
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(history, fh)
+        os.replace(tmp, path)
+    finally:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+
+
+def read_history(path) -> dict:
+    """A finished run's history; an unreadable one is reported and replaced by {} (the
+    trained weights beside it are intact, only the loss curve is lost)."""
+    import warnings
+    path = pathlib.Path(path)
+    if not path.exists():
+        return {}
+    try:
+        history = json.loads(path.read_text())
+        if not isinstance(history, dict):
+            raise ValueError(f"holds a {type(history).__name__}, not a dict")
+        return history
+    except (ValueError, UnicodeDecodeError) as err:
+        warnings.warn(f"the training history {path.name} is damaged ({err}); the trained weights "
+                      "beside it are used, without their loss curve. Delete both files to train "
+                      "again and get the curve back.", stacklevel=3)
+        return {}
 
 
 def _checkpoint(path, method, opt, step, history):

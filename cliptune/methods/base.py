@@ -69,6 +69,9 @@ class Method(nn.Module):
     def attach(self, clip: models.Clip, classnames, templates=("a photo of a {}.",)):
         """Bind to ``clip`` and a class list; recompute what depends on them. Returns self."""
         self.check_widths(clip)
+        n_ctx = int(getattr(self.config, "n_ctx", 0) or 0)  # prompt learners: "X X X X {}."
+        check_classnames(clip, classnames, (" ".join(["X"] * n_ctx) + " {}.",) if n_ctx
+                         else templates)
         self._clip = clip
         self.classnames = tuple(classnames)
         self.templates = tuple(templates)
@@ -147,6 +150,64 @@ def _embed_dim(model) -> int:
     return tower.projection.shape[1]
 
 
+def _token_count(tokenizer, text_: str) -> int | None:
+    """BPE tokens of ``text_`` including start and end, or None if the tokenizer cannot say."""
+    inner = getattr(tokenizer, "tokenizer", None)
+    for tok in (tokenizer, inner):
+        if tok is not None and hasattr(tok, "encode") and hasattr(tok, "sot_token_id"):
+            return len(tok.encode(text_)) + 2
+    if inner is not None and hasattr(inner, "__call__") and hasattr(inner, "add_special_tokens"):
+        return len(inner(text_)["input_ids"])  # a Hugging Face tokenizer adds its own
+    return None
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 60 else f"{name[:30]}...{name[-20:]}"
+
+
+def check_classnames(clip: models.Clip, classnames, templates=("{}",)) -> None:
+    """Refuse class lists that cannot work: empty, blank or repeated names, and prompts longer
+    than the text tower's context (the tokenizer would cut them silently, and two long names
+    that differ only at the end would become the same class)."""
+    if isinstance(classnames, str):
+        raise ValueError(f"classnames must be a list of names, not the string {classnames!r}")
+    names = list(classnames)
+    if not names:
+        raise ValueError("the class list is empty: pass at least one class name "
+                         "(e.g. ds.classnames)")
+    blank = [i for i, c in enumerate(names) if not isinstance(c, str) or not c.strip()]
+    if blank:
+        raise ValueError(f"class names at positions {blank[:10]} are empty or blank "
+                         f"({[names[i] for i in blank[:3]]!r}): such a class can never win; "
+                         "give every class a name")
+    seen, dups = set(), []
+    for c in names:
+        key = " ".join(c.replace("_", " ").split()).lower()
+        if key in seen and c not in dups:
+            dups.append(c)
+        seen.add(key)
+    if dups:
+        raise ValueError(f"class names repeat: {dups[:5]} (compared case- and space-"
+                         "insensitively); two identical classes split their images at random. "
+                         "Merge them or name them apart")
+    context = getattr(clip.tokenizer, "context_length", None) or \
+        getattr(clip.model, "context_length", None)
+    if not context:
+        return
+    for t in templates:
+        for c in names:
+            n = _token_count(clip.tokenizer, t.format(c.replace("_", " ")))
+            if n is None:
+                return
+            if n > context:
+                raise ValueError(
+                    f"class name {_short(c)!r} is too long for {clip.key}: the prompt {t!r} with it takes "
+                    f"{n} tokens, more than the text context of {context}, and the tokenizer "
+                    "would cut it (names that differ only past the cut become the same class). "
+                    "Shorten the class name" + (" or use fewer context vectors (n_ctx)"
+                                                if t.startswith("X X") else ""))
+
+
 def class_tokens(clip: models.Clip, classnames, template: str) -> torch.Tensor:
     return clip.tokenize([template.format(c.replace("_", " ")) for c in classnames])
 
@@ -154,6 +215,7 @@ def class_tokens(clip: models.Clip, classnames, template: str) -> torch.Tensor:
 @torch.no_grad()
 def zero_shot_weights(clip: models.Clip, classnames, templates, chunk_size: int = 256):
     """Class weights [C, D]: each template encoded and normalised, averaged, normalised again."""
+    check_classnames(clip, classnames, templates)
     per_template = []
     for t in templates:
         tokens = class_tokens(clip, classnames, t)

@@ -11,10 +11,13 @@
 # it). Writes `figures/00_*.png` and `results/00_tiny_world/`.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False  # the test suite sets CLIPTUNE_FAST_DEV_RUN=1 (papermill: -p FAST_DEV_RUN True)
-RETRAIN = False  # pretrain the zoo again even if data/zoo has the weights (about 20 min each)
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
+RETRAIN = False  # pretrain the zoo again even if data/zoo has the weights (25-35 min each)
 GENERATIONS = ("tiny-v1", "tiny-v2-continued", "tiny-v2-retrained", "tiny-v2-validation")
 SAMPLE_SEED = 0
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import json
@@ -28,12 +31,11 @@ from IPython.display import display
 
 from cliptune import models, plots, preconditions, results, runtime, world
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 plots.style()
 TASKS = ("objects", "shapes") if FAST_DEV_RUN else tuple(world.TASKS)
 DOMAINS = ("photo", "sketch") if FAST_DEV_RUN else world.DOMAINS
 MEASURED = GENERATIONS[:1] if FAST_DEV_RUN else GENERATIONS  # models in the preconditions table
-print("fast mode" if FAST_DEV_RUN else "full run", "| device:", runtime.device())
 
 # %% [markdown]
 # ## Scenes and domains
@@ -280,3 +282,9 @@ if not FAST_DEV_RUN:
 # (shifted domains harder) and to overfit its base classes (new classes as hard as base ones).
 # A task at ceiling stays in the workbook as a sanity check of concepts the model already
 # knows, but never enters a pooled mean.
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("00_tiny_world")

@@ -9,10 +9,13 @@
 # **Run time.** Short (no training). Writes `figures/01_*.png` and `results/01_zero_shot/`.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 MODELS = ("tiny-v1", "tiny-v2-continued", "tiny-v2-retrained")
 TASKS = ("objects", "shapes", "colours", "textures", "counts")
 REAL_MODEL = ("ViT-B-16", "laion2b_s34b_b88k")  # used only if its weights are cached
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import matplotlib.pyplot as plt
@@ -22,7 +25,7 @@ import torch
 
 from cliptune import data, evaluate, methods, models, plots, results, runtime, text, world
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 if FAST_DEV_RUN:
     MODELS, TASKS = MODELS[:2], TASKS[:2]
 plots.style()
@@ -163,3 +166,9 @@ except models.WeightsNotCachedError as err:
 # generation, and the comparison of generations printed above is what notebooks 06 and 07
 # build on: a fine-tuned module is only worth carrying to an update if it adds something on
 # top of the update's own zero-shot accuracy.
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("01_zero_shot")

@@ -16,7 +16,9 @@
 # them instead of training again. Writes `figures/02_*.png` and `results/02_prompt_learning/`.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 SEEDS = (1, 2, 3)
 SHOTS = 16
 MODEL_OLD = "tiny-v1"
@@ -27,6 +29,7 @@ DOMAINS = ("sketch", "cartoon", "painting", "clutter")
 TRANSFER_TASKS = ("shapes", "colours")
 EPOCH_SCALE = 0.1  # fraction of the papers' epochs we can afford on a CPU (see below)
 CURVE_EPOCH_SCALE = 0.05  # the few-shot curve trains on all 80 classes: half as long again
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import dataclasses
@@ -40,7 +43,7 @@ from cliptune import (claims, compare, convergence, data, diagnostics, methods, 
                       protocols, results, runtime, selection, train, world)
 from cliptune.methods.coop import init_context
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 MAX_STEPS = None
 if FAST_DEV_RUN:  # one seed, a few steps, the smallest protocols: checks the code path only
     SEEDS, MAX_STEPS = SEEDS[:1], 8
@@ -545,3 +548,9 @@ entries.append(("coop_domain_gain", compare.paired_difference(dg_a, dg_b, names=
 claims_02 = claims.table(entries, notebook="02")
 claims.show(claims_02)
 print(f"notebook run time {time.time() - T0:.0f} s")
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("02_prompt_learning")

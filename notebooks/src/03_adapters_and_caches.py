@@ -17,7 +17,9 @@
 # `figures/03_*.png` and `results/03_adapters_and_caches/`.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 MODEL_OLD = "tiny-v1"
 TASKS = ("objects", "shapes")  # few-shot curves on both; domain shift on the first
 SHOTS = (1, 2, 4, 8, 16)
@@ -27,6 +29,7 @@ SHIFTED_DOMAINS = ("sketch", "cartoon", "painting", "clutter")
 METHODS = ("linear-probe", "linear-probe-zs", "clip-adapter", "tip-adapter",
            "tip-adapter-f", "coop")
 COOP_MAX_STEPS = 100  # CoOp runs the text tower every step: capped to keep the CPU budget
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import dataclasses
@@ -40,7 +43,7 @@ from cliptune import (claims, compare, convergence, data, features, methods, mod
                       protocols, results, runtime, train)
 from cliptune.methods.tip_adapter import train_and_search, validation_split
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 if FAST_DEV_RUN:  # checks the pipeline only: one seed, two shot counts, a few steps per run
     TASKS, SHOTS, SEEDS, DOMAIN_SHOTS = TASKS[-1:], (1, 4), (1,), 4  # the smaller task
     SHIFTED_DOMAINS = SHIFTED_DOMAINS[:2]
@@ -446,3 +449,9 @@ entries = [
 ]
 claims_03 = claims.table(entries, notebook="03")
 claims.show(claims_03)
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("03_adapters_and_caches")

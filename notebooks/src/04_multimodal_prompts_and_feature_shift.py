@@ -18,7 +18,9 @@
 # its numbers.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 SEEDS = (1, 2, 3)
 SHOTS = 16
 MODEL_OLD = "tiny-v1"
@@ -29,6 +31,7 @@ LR = 0.01
 TRACE_TASK = "objects"  # the task whose training is traced for the dynamics plots
 TRACE_EVERY = 10  # steps between two feature-shift measurements while training
 N_IMAGES = 256  # test images per feature-shift measurement
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import math
@@ -43,7 +46,7 @@ from cliptune import (claims, compare, convergence, data, diagnostics, evaluate,
                       methods, models, plots, protocols, results, runtime, selection, train,
                       world)
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 if FAST_DEV_RUN:
     SEEDS, TASKS, STEPS, TRACE_TASK, TRACE_EVERY, N_IMAGES = (1,), ("shapes",), 12, "shapes", 4, 64
 EXPERIMENT = "04_multimodal_prompts_and_feature_shift"
@@ -378,7 +381,7 @@ for label, (name, mcfg) in METHODS.items():
     path = protocols.checkpoint_path(f"{name}-trace", trace_set, SEEDS[0], clip,
                                      {**mcfg, "trace_every": TRACE_EVERY, "probe": len(probe)},
                                      trace_cfg)
-    hist = train.fit(method, trace_set, trace_cfg, checkpoint=path, progress=False,
+    hist = train.fit(method, trace_set, trace_cfg, checkpoint=path, progress=True,
                      callback=tracer(TRACE_EVERY))
     spe = train.steps_per_epoch(len(trace_set), trace_cfg.batch_size)
     keys = ["trace_step", "new_acc", "gap_final", "shift_text", "shift_vision", "gram_text",
@@ -593,3 +596,9 @@ claims_04 = claims.table([("maple_vs_coop_hm", hm_compare("MaPLe", "CoOp (text o
                           ("restore_vs_maple_hm", hm_compare("RESTORE", "MaPLe"), why)],
                          notebook="04")
 claims.show(claims_04)
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("04_multimodal_prompts_and_feature_shift")

@@ -17,7 +17,9 @@
 # `results/05_robust_finetuning/`.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 SEEDS = (1, 2, 3)
 MODEL_OLD = "tiny-v1"
 MODEL_UPDATE = "tiny-v2-continued"  # for "Beyond the papers": shares v1's text ancestry
@@ -35,6 +37,7 @@ LAMBDA_ITA = 1.0  # ARF: weight of the retrieved image-text-pair anchor loss
 RETRIEVAL_K = 16  # ARF: retrieved pairs per class
 CORPUS_SIZE = 4000  # ARF: retrieval candidate pool
 ANCHOR_BATCH = 32  # ARF: retrieved pairs per step
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import dataclasses
@@ -46,12 +49,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from IPython.display import display
 
 from cliptune import (claims, compare, convergence, data, diagnostics, methods, models, plots,
                       protocols, results, runtime, selection, train, wise_ft, world)
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 EVAL_PER_CLASS = None  # every test image
 EXCLUDE_TESTS = "all"  # ARF: drop retrieval candidates equal to any tiny-world test image
 if FAST_DEV_RUN:  # one seed, a few steps, small test sets: checks the code path only
@@ -324,7 +326,7 @@ def show_alpha(alpha=0.5):
 
 slider = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=min(np.diff(ALPHAS)),
                              description="α")
-display(widgets.interactive(show_alpha, alpha=slider))
+plots.interactive(show_alpha, "the WiSE-FT α slider", alpha=slider)
 
 # %% [markdown]
 # ## Effective robustness
@@ -700,3 +702,9 @@ entries = [
 ]
 claims_05 = claims.table(entries, notebook="05")
 claims.show(claims_05)
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("05_robust_finetuning")

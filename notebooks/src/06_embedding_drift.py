@@ -11,7 +11,9 @@
 # `benchmarks/` folder breaks the rest down. Writes `figures/06_*.png` and `results/06_embedding_drift/`.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 OLD = "tiny-v1"
 UPDATES = ("tiny-v2-continued", "tiny-v2-retrained")
 TASK = "objects"
@@ -21,6 +23,7 @@ N_NEIGHBORS = 15
 UMAP_SEED = 0
 K = 10  # neighbours for the k-NN overlap
 SHOTS, SEED = 16, 1  # the CoOp prompts whose per-class compatibility is compared with drift
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import ipywidgets as widgets
@@ -29,12 +32,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from IPython.display import display
 from scipy import stats
 
 from cliptune import analysis, data, evaluate, methods, models, plots, protocols, results, runtime
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 if FAST_DEV_RUN:
     N_CLASSES, DOMAINS = 6, ("photo",)
 plots.style()
@@ -67,7 +69,7 @@ def embed(clip):
 
 
 emb = {name: embed(clip) for name, clip in zoo.items()}
-is_img = (meta.kind == "image").to_numpy()
+is_img = (meta.kind == "image").to_numpy().copy()  # writable: torch indexes with it
 print({k: tuple(v.shape) for k, v in emb.items()})
 
 # %% [markdown]
@@ -208,7 +210,7 @@ def highlight(selection):
 
 
 choice = widgets.Dropdown(options=list(classes) + list(DOMAINS), description="follow")
-display(widgets.VBox([choice, widgets.interactive_output(highlight, {"selection": choice})]))
+plots.interactive(highlight, "the class or domain to follow", selection=choice)
 
 # %% [markdown]
 # ## Does drift predict which classes lose their prompts?
@@ -309,3 +311,9 @@ for upd in UPDATES:
                     f"Spearman r(overlap, gain) {corr[upd].statistic:+.2f}"))
 claims_06 = claims.table(entries, notebook="06")
 claims.show(claims_06)
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("06_embedding_drift")

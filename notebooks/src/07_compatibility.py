@@ -20,7 +20,9 @@
 # `figures/07_*.png` and `results/07_compatibility/`.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 OLD = "tiny-v1"
 UPDATES = ("tiny-v2-continued", "tiny-v2-retrained")
 TASKS = ("objects", "shapes", "textures", "colours", "counts")
@@ -36,6 +38,7 @@ HEAVY_SEEDS = (1,)
 RETRAIN_ON_UPDATE = ("coop", "contcoop", "clip-adapter")  # (d): first task, first seed
 ABLATION_SEEDS = (1, 2, 3)
 CEILING = 98.0  # zero-shot accuracy above which a task has no room for a gain
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import dataclasses
@@ -49,7 +52,7 @@ from cliptune import (claims, compare, data, evaluate, methods, models, plots, p
                       runtime, selection, train)
 from cliptune.methods import tip_adapter
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 if FAST_DEV_RUN:
     TASKS, SEEDS, HEAVY_SEEDS, ABLATION_SEEDS = ("objects",), (1,), (1,), (1,)
     HEAVY_TASKS = ("objects",)
@@ -359,3 +362,9 @@ for upd in UPDATES:
                         f"tasks pooled: {', '.join(COMMON_TASKS)}"))
 claims_07 = claims.table(entries, notebook="07")
 claims.show(claims_07)
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("07_compatibility")

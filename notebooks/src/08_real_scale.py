@@ -16,7 +16,9 @@
 # (hours on a CPU). Skipped: seconds. Smoke: about a minute on a 2-core CPU.
 
 # %% tags=["parameters"]
-FAST_DEV_RUN = False
+from cliptune import params
+
+FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
 MODEL_OLD = ("ViT-B-16-quickgelu", "openai")
 MODELS_NEW = (("EVA02-B-16", "merged2b_s8b_b131k"), ("ViT-B-16", "laion2b_s34b_b88k"))
 DATA_ROOT = None  # None: the DATA environment variable, else data/coop
@@ -26,6 +28,7 @@ SEEDS = (1, 2, 3)
 METHODS = ("coop", "contcoop", "kgcoop", "clip-adapter", "tip-adapter")
 EPOCHS = 50
 SMOKE_WITH_RANDOM_WEIGHTS = False
+params.declare(globals())  # the next cell checks every value above
 
 # %%
 import dataclasses
@@ -39,9 +42,9 @@ from PIL import Image
 
 from cliptune import data, methods, models, protocols, results, runtime, train, world
 
-FAST_DEV_RUN = FAST_DEV_RUN or runtime.fast_dev_run()
+FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 SMOKE = SMOKE_WITH_RANDOM_WEIGHTS or FAST_DEV_RUN
-print("device:", runtime.device(), "| data root:", data.data_root(DATA_ROOT))
+print("data root:", runtime.display_path(data.data_root(DATA_ROOT)))
 
 # %% [markdown]
 # ## What is available here?
@@ -95,7 +98,7 @@ if not READY and SMOKE:
     old = models.load_clip("ViT-B-16", None)
     new = {"ViT-B-16:random-2": models.load_clip("ViT-B-16", None)}
     READY = True
-    print("smoke run on", root)
+    print("smoke run on a fabricated DTD folder (a temporary directory)")
 
 # %% [markdown]
 # ## The analysis (same protocol as notebook 07)
@@ -142,3 +145,9 @@ display_df
 # (EVA02 needs `timm`), and put the datasets in the CoOp layout under `$DATA` (CoOp's
 # DATASETS.md lists the folders and split files). Then run
 # `papermill notebooks/08_real_scale.ipynb out.ipynb -k cliptune --cwd notebooks -p DATA_ROOT /path/to/data`.
+
+# %% [markdown]
+# ## Where this run wrote
+
+# %%
+runtime.report_outputs("08_real_scale")
