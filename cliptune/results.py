@@ -164,7 +164,7 @@ def load(experiment: str | None = None, root=None, hashes=None, correct: bool = 
     for p in sorted(root.glob(pattern)):
         try:
             frame = pd.read_csv(p, keep_default_na=False, dtype={"config_hash": str})
-            frame["value"] = pd.to_numeric(frame["value"], errors="raise").astype(float)
+            frame["value"] = frame["value"].astype(float)  # "nan" (not measured) parses; text does not
         except (ValueError, KeyError, pd.errors.ParserError) as err:
             # one damaged file must not hide every other run's rows
             warnings.warn(f"skipped result file {runtime.display_path(p)}: it is not a valid "

@@ -55,13 +55,13 @@ def test_per_image_vectors_are_stored_beside_the_csv(tmp_path):
             {"method": "b", "metric": "top1", "value": 1.0}]
     h = results.record("exp", {"run": 1}, rows, root=tmp_path)
     assert "correct" in rows[0]  # the caller's row is untouched
-    assert (tmp_path / "exp" / f"{h}.npz").exists()
+    assert len(list((tmp_path / "exp").glob(f"*{h}.npz"))) == 1  # beside <label>_<hash>.csv
     df = results.load("exp", root=tmp_path, correct=True)
     assert df.correct[0].tolist() == [True, False, True] and df.correct[1] is None
     assert "correct" not in results.load("exp", root=tmp_path).columns
     # a rerun without vectors leaves none behind, and no temporary files remain
     results.record("exp", {"run": 1}, rows[1:], root=tmp_path)
-    assert not (tmp_path / "exp" / f"{h}.npz").exists()
+    assert not list((tmp_path / "exp").glob(f"*{h}.npz"))
     assert not list((tmp_path / "exp").glob("*.tmp"))
     with pytest.raises(ValueError, match="1-D vector"):
         results.record("exp", {"run": 2}, [{"method": "a", "metric": "m", "value": 1,
