@@ -94,3 +94,18 @@ def test_weights_cached_reads_the_hub_cache_without_network(monkeypatch, tmp_pat
     (repo / "snapshots" / "abc123").mkdir(parents=True)
     (repo / "snapshots" / "abc123" / "open_clip_model.safetensors").write_bytes(b"x")
     assert models.weights_cached("ViT-B-16", "laion2b_s34b_b88k")
+
+
+def test_conv_stem_keeps_the_token_grid_and_the_prompted_path():
+    """The zoo's conv stem gives patch-8 tokens, and the opened-up ViT reproduces encode_image."""
+    import torch
+    from cliptune import vision
+    model = models.build_tiny("tiny-clip", seed=0, stem="conv").eval()
+    assert isinstance(model.visual.conv1, models.ConvStem)
+    x = torch.randn(2, 3, 32, 32)
+    assert model.visual.conv1(x).shape == (2, 128, 4, 4)
+    assert vision.vision_width(model) == 128
+    with torch.no_grad():
+        assert torch.allclose(vision.encode_prompted(model, x), model.encode_image(x), atol=1e-5)
+    with pytest.raises(ValueError, match="stem must be"):
+        models.build_tiny("tiny-clip", stem="resnet")

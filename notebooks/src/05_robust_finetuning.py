@@ -579,7 +579,8 @@ tau = wise_ft.task_vector(v1_state, flyp_v1.net.state_dict())
 
 
 def as_clip(state, name):
-    model = models.build_tiny(models.ZOO[MODEL_UPDATE].config).to(clip_new.device)
+    recipe = models.ZOO[MODEL_UPDATE]
+    model = models.build_tiny(recipe.config, stem=recipe.stem).to(clip_new.device)
     model.load_state_dict(state)
     return models.Clip(name, None, model.requires_grad_(False).eval(), clip_new.tokenizer)
 
