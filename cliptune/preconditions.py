@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 
 from cliptune import data, world
 
@@ -133,16 +132,10 @@ def verdicts(table, main_tasks, targets: Targets = Targets()):
     return out, enough
 
 
-@torch.no_grad()
-def zero_shot_accuracy(clip, ds, template: str | None = None) -> float:
-    """Zero-shot top-1 (percent) with one template (the task's hand-made one by default)."""
-    import torch.nn.functional as F
-    from cliptune import features
-    template = template or ds.templates[0]
-    tokens = clip.tokenize([template.format(c) for c in ds.classnames])
-    text = F.normalize(clip.model.encode_text(tokens).float(), dim=-1)
-    pred = (features.image_features(clip, ds) @ text.T).argmax(-1).cpu().numpy()
-    return 100.0 * float((pred == np.asarray(ds.labels)).mean())
+def zero_shot_accuracy(clip, ds) -> float:
+    """Zero-shot top-1 (percent) with the task's single hand-made template (as CoOp reports)."""
+    from cliptune import methods, protocols
+    return protocols.evaluate_on(methods.create("zero-shot", clip, ensemble=False), clip, ds)
 
 
 def measure(clip, task: str, domains=world.DOMAINS, ceiling_train_seeds=(11, 12, 13, 14),
