@@ -3,8 +3,12 @@
 Introduced in notebook 02. ``train.fit`` returns (and saves beside the checkpoint) a history
 with the training loss of every step; this module summarises it:
 
-- ``final_loss``: the mean loss over the last 10% of steps (the tail), since single-batch
-  losses are noisy;
+- with the full-set objective that ``train.fit`` records (the training loss over the whole
+  training set, un-augmented, at the start of the last 10% of the summed learning rate and at
+  the end): ``final_loss`` is its final value and ``rel_change`` its change over that tail,
+  relative to the final value. It has no batch noise, so a 2% change is a real change;
+- for older histories without it, the batch losses: ``final_loss`` is their mean over the last
+  10% of steps (the tail), since single-batch losses are noisy;
 - ``rel_change``: how much the loss still moved during the tail, relative to the final loss:
   the least-squares slope of loss against step over the tail, times the tail's length, divided
   by ``final_loss``. Negative = still falling. A slope is used rather than last-minus-first
@@ -47,6 +51,15 @@ def summarise(history: dict, tail: float = TAIL, threshold: float = THRESHOLD,
     window = loss[start:]
     final = float(window.mean())
     out["final_loss"] = final
+    obj = history.get("objective") or []
+    if len(obj) == 2 and np.all(np.isfinite(obj)):
+        # the noise-free measure: the full-set objective at the start of the last 10% of the
+        # summed learning rate and at the end (train.fit records both)
+        rel = (obj[1] - obj[0]) / max(abs(obj[1]), 1e-8)
+        converged = abs(rel) <= threshold
+        note = "" if converged else ("still falling" if rel < 0 else "rising")
+        return {**out, "final_loss": float(obj[1]), "rel_change": float(rel),
+                "converged": bool(converged), "note": note, "measure": "objective"}
     if len(window) < MIN_TAIL:
         return {**out, "note": f"tail of {len(window)} steps: too short to tell (needs "
                                f"{MIN_TAIL}, i.e. about {int(np.ceil(MIN_TAIL / tail))} steps)"}
@@ -55,7 +68,8 @@ def summarise(history: dict, tail: float = TAIL, threshold: float = THRESHOLD,
     rel = slope * len(window) / max(abs(final), 1e-8)
     converged = abs(rel) <= threshold
     note = "" if converged else ("still falling" if rel < 0 else "rising")
-    return {**out, "rel_change": rel, "converged": converged, "note": note}
+    return {**out, "rel_change": rel, "converged": converged, "note": note,
+            "measure": "batch losses"}
 
 
 def table(histories: dict, tail: float = TAIL, threshold: float = THRESHOLD,
@@ -69,7 +83,7 @@ def table(histories: dict, tail: float = TAIL, threshold: float = THRESHOLD,
         rows.append({"run": " / ".join(str(k) for k in key),
                      **summarise(hist, tail, threshold, by)})
     df = pd.DataFrame(rows, columns=["run", "steps", "final_loss", "rel_change", "converged",
-                                     "note"])
+                                     "measure", "note"])
     return df
 
 

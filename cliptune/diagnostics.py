@@ -10,7 +10,8 @@ ARF in notebook 05. Each function takes a trained (attached) method and returns 
   retrieval precision (the retrieved scene shows the class), captions over the context.
 - :func:`restore_shift`: both feature-shift measures (RESTORE's Gram-norm proxy and the
   hidden-state shift gap) of a method; :func:`restore_before_after` puts a fresh copy and the
-  trained method side by side.
+  trained method side by side; :func:`loss_term` shows how a regulariser behaved during
+  training (satisfied at once, idle, or blown up).
 """
 from __future__ import annotations
 
@@ -180,3 +181,20 @@ def restore_before_after(method, ds, n_images: int = 256):
             {"stage": "after", **restore_shift(method, ds, n_images)}]
     return pd.DataFrame(rows).set_index("stage")
 
+
+
+def loss_term(history: dict, key: str = "fs") -> dict:
+    """How one loss term of a training run behaved, from its history: its value at the first
+    and last step, its largest finite value, and the first step where it stopped being finite
+    (None if it never did). Shows at a glance whether a regulariser was satisfied at once
+    (start high, end near 0), did little (near 0 throughout) or blew up (non-finite)."""
+    values = np.asarray((history or {}).get(key, []), dtype=float)
+    if values.size == 0:
+        raise KeyError(f"the history has no {key!r} entries (keys: {sorted(history or {})}); "
+                       "train the run with that loss term, or pass another key")
+    finite = np.isfinite(values)
+    bad = np.flatnonzero(~finite)
+    return {"steps": int(values.size), "first": float(values[0]),
+            "max_finite": float(values[finite].max()) if finite.any() else float("nan"),
+            "last": float(values[-1]),
+            "first_nonfinite_step": int(bad[0]) if bad.size else None}

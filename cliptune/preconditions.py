@@ -15,6 +15,7 @@ of real CLIP ViT-B/16 on CoOp's datasets at a smaller scale.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -78,14 +79,17 @@ def probe_ceiling(train_x, train_y, val_x, val_y, test_x, test_y,
     mean, std = xs[0].mean(0), xs[0].std(0) + 1e-8
     xs = [(x - mean) / std for x in xs]
     best = None
-    for c in cs:
+    # one regularisation path, weakest C first, each fit warm-started from the last: the
+    # solutions of neighbouring C are close, so L-BFGS needs a fraction of the iterations
+    clf = LogisticRegression(max_iter=max_iter, warm_start=True)
+    for c in sorted(cs):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            clf = LogisticRegression(C=c, max_iter=max_iter).fit(xs[0], train_y)
+            clf.set_params(C=c).fit(xs[0], train_y)
         converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
         val = 100.0 * clf.score(xs[1], val_y)
         if best is None or val > best[1]:
-            best = (c, val, clf, converged)
+            best = (c, val, copy.deepcopy(clf), converged)
     c, val, clf, converged = best
     return {"C": c, "val": val, "test": 100.0 * clf.score(xs[2], test_y),
             "train": 100.0 * clf.score(xs[0], train_y), "converged": converged}

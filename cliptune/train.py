@@ -15,6 +15,7 @@ import os
 import pathlib
 import time
 
+import numpy as np
 import torch
 
 from cliptune import features, models, runtime
@@ -95,6 +96,9 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
     if partial is not None and partial.exists():
         start, history = _resume(partial, method, opt)
     method.train()
+    # the full-set objective at the start of the last 10% of summed learning rate and at the
+    # end: a noise-free measure of whether the run still improved (cliptune.convergence)
+    tail_start = objective_tail_start(total, spe, cfg)
     t0 = time.time()
     bar = runtime.progress(range(start, total), desc=f"{method.name} ({train_set.name})",
                            disable=not progress, initial=start, total=total, leave=False)
@@ -105,6 +109,8 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
         if step // spe != epoch:
             method.on_epoch_end(epoch, cfg.epochs)
             epoch = step // spe
+        if step == tail_start:
+            _record_objective(history, step, objective(method, train_set, views, cfg, step))
         order = torch.randperm(len(train_set), generator=runtime.generator(cfg.seed, "epoch",
                                                                             epoch))
         pos = step % spe
@@ -149,6 +155,7 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
             _checkpoint(partial, method, opt, step + 1, history)
     if total > start:
         method.on_epoch_end(epoch, cfg.epochs)
+        _record_objective(history, total, objective(method, train_set, views, cfg, total - 1))
     method.eval()
     history["seconds"] += time.time() - t0
     if final is not None:
@@ -156,6 +163,44 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
         write_history(final.with_suffix(".history.json"), history)
         partial.unlink(missing_ok=True)
     return history
+
+
+def objective_tail_start(total: int, spe: int, cfg: TrainConfig, tail: float = 0.10) -> int:
+    """The first step of the last ``tail`` of the summed learning rate of the schedule."""
+    lrs = np.array([learning_rate(s, total, spe, cfg) for s in range(total)])
+    if total == 0 or lrs.sum() <= 0:
+        return max(total - 1, 0)
+    cum = np.cumsum(lrs)
+    return int(min(np.searchsorted(cum, (1 - tail) * cum[-1], side="right"), total - 1))
+
+
+@torch.no_grad()
+def objective(method, train_set, views, cfg: TrainConfig, step: int) -> float:
+    """The training loss over the whole training set, un-augmented, with no update: unlike
+    the loss of single augmented batches it has no batch noise, so two values of it show
+    whether a run still improved. Batches follow the set's order; the mean is per image."""
+    clip = method.clip
+    labels = torch.as_tensor(train_set.labels)
+    total, count = 0.0, 0
+    for i in range(0, len(train_set), cfg.batch_size):
+        idx = torch.arange(i, min(i + cfg.batch_size, len(train_set)))
+        batch = Batch(labels=labels[idx].to(clip.device), index=idx, step=step,
+                      generator=runtime.generator(cfg.seed, "objective", i))
+        if views is not None:
+            batch.features = views[0, idx]
+        else:
+            batch.pixels = clip.prepare(train_set.raw(idx.numpy()))
+        with runtime.autocast(clip.device):
+            logits = method(batch)
+            loss, _ = method.loss(batch, logits.float())
+        total += loss.item() * len(idx)
+        count += len(idx)
+    return total / max(count, 1)
+
+
+def _record_objective(history: dict, step: int, value: float) -> None:
+    history.setdefault("objective_step", []).append(int(step))
+    history.setdefault("objective", []).append(float(value))
 
 
 def write_history(path, history: dict) -> None:

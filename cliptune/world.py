@@ -195,23 +195,49 @@ SHAPE_FAMILY = {"circle": "round shape", "ring": "round shape", "crescent": "rou
                 "cross": "pointed shape"}
 COLOUR_FAMILY = {"red": "reddish", "orange": "reddish", "pink": "reddish", "yellow": "bright",
                  "green": "bright", "cyan": "bluish", "blue": "bluish", "purple": "bluish"}
-FINE_SHAPE_P, FINE_COLOUR_P = 0.4, 0.5
+# Most captions that do tell shapes or textures apart describe what they look like rather than
+# name them, the way web text rarely uses a fine-grained class name: the image tower learns the
+# distinction from the descriptions, while the class names that zero-shot prompts use stay rare.
+SHAPE_DESCRIPTION = {"circle": "filled round shape", "ring": "hollow round shape",
+                     "crescent": "thin curved shape", "heart": "notched round shape",
+                     "square": "upright four-sided polygon", "diamond": "tilted four-sided polygon",
+                     "triangle": "three-sided polygon", "hexagon": "six-sided polygon",
+                     "star": "five-pointed shape", "cross": "four-armed shape"}
+TEXTURE_DESCRIPTION = {"striped": "a pattern of lines", "dotted": "a pattern of dots",
+                       "checkered": "a pattern of blocks", "wavy": "a pattern of waves"}
+FINE_SHAPE_P, FINE_COLOUR_P = 0.4, 0.5  # a caption tells the fine shape / colour apart
+SHAPE_NAME_P, TEXTURE_NAME_P = 1.0, 1.0  # ... and does so by its name (else a description)
+
+
+def _shape_words(shape: str, rng: np.random.Generator, rich: bool) -> str:
+    if rich:
+        return shape
+    if rng.random() >= FINE_SHAPE_P:
+        return SHAPE_FAMILY[shape]
+    return shape if rng.random() < SHAPE_NAME_P else SHAPE_DESCRIPTION[shape]
+
+
+def _texture_named(rng: np.random.Generator, rich: bool) -> bool:
+    return rich or rng.random() < TEXTURE_NAME_P
 
 
 def _object_phrase(scene: Scene, rng: np.random.Generator, rich: bool) -> str:
-    words = []
+    words, suffix = [], ""
     if scene.count > 1:
         words.append(COUNTS[scene.count - 1])
     if rich or rng.random() < 0.3:
         words.append(scene.size)
     if scene.texture != "plain" and (rich or rng.random() < 0.6):
-        words.append(scene.texture)
+        if _texture_named(rng, rich):
+            words.append(scene.texture)
+        else:
+            suffix = " with " + TEXTURE_DESCRIPTION[scene.texture]
     if rich or rng.random() < 0.9:
         fine = rich or rng.random() < FINE_COLOUR_P
         words.append(scene.colour if fine else COLOUR_FAMILY[scene.colour])
-    shape = scene.shape if rich or rng.random() < FINE_SHAPE_P else SHAPE_FAMILY[scene.shape]
+    shape = _shape_words(scene.shape, rng, rich)
     words.append(_plural(shape) if scene.count > 1 else shape)
-    phrase = " ".join(words)
+    phrase = " ".join(words) + suffix
     if scene.count == 1:
         phrase = ("an " if phrase[0] in "aeiou" else "a ") + phrase
     return phrase
@@ -240,9 +266,13 @@ def caption(scene: Scene, rng: np.random.Generator, rich: bool = False) -> str:
             return f"a photo of {COUNTS[scene.count - 1]} shapes."
         return f"a photo of {_article(scene.colour)} {scene.colour} object."
     if style == 5 and scene.texture != "plain":
-        return f"a photo of a {scene.texture} pattern."
+        if _texture_named(rng, rich):
+            return f"a photo of a {scene.texture} pattern."
+        return f"a photo of {TEXTURE_DESCRIPTION[scene.texture]}."
+    if style == 6 and scene.count == 1:
+        return f"a photo of a {scene.colour} {_shape_words(scene.shape, rng, rich)}."
     if style == 6:
-        return f"a photo of a {scene.colour} {scene.shape}." if scene.count == 1 else f"{lead} {obj}."
+        return f"{lead} {obj}."
     if style == 7:
         return f"{obj}, {lead.split(' of')[0]}."
     return f"{lead} {obj}, {scene.domain} style."

@@ -49,3 +49,13 @@ def test_tail_by_summed_learning_rate():
     assert abs(by_lr["rel_change"]) > abs(by_steps["rel_change"])
     with pytest.raises(ValueError, match="by="):
         convergence.summarise({"loss": loss}, by="epochs")
+
+
+def test_the_full_set_objective_decides_when_recorded():
+    noisy = {"loss": list(np.random.default_rng(0).normal(1.0, 0.3, 200))}
+    flat = {**noisy, "objective": [0.500, 0.495]}  # 1% change: a plateau despite noisy batches
+    falling = {**noisy, "objective": [0.60, 0.50]}
+    a, b = convergence.summarise(flat), convergence.summarise(falling)
+    assert a["converged"] and a["measure"] == "objective" and a["final_loss"] == 0.495
+    assert not b["converged"] and b["note"] == "still falling"
+    assert b["rel_change"] == pytest.approx(-0.2)

@@ -351,3 +351,13 @@ def test_selection_table_chooses_by_the_stated_rule(tiny_clip):
     same, first = selection.select("linear-probe", {"x": {"C": 1.0}, "y": {"C": 1.0}}, tr, val,
                                    load=load, rule="source")
     assert first == "x"
+
+
+def test_loss_term_reports_start_end_and_blowup():
+    from cliptune import diagnostics
+    calm = diagnostics.loss_term({"fs": [0.25, 0.1, 0.004]})
+    assert calm["first"] == 0.25 and calm["last"] == 0.004 and calm["first_nonfinite_step"] is None
+    blown = diagnostics.loss_term({"fs": [0.0, 2.0, 1e19, float("nan"), float("nan")]})
+    assert blown["first_nonfinite_step"] == 3 and blown["max_finite"] == 1e19
+    with pytest.raises(KeyError, match="no 'fs' entries"):
+        diagnostics.loss_term({"loss": [1.0]})

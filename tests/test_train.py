@@ -99,3 +99,17 @@ def test_standalone_class_weights(tiny_clip):
     coop = methods.create("coop", tiny_clip)
     w = methods.class_weights(coop, tiny_clip, ("red star", "blue circle"))
     assert w.shape == (2, 64) and torch.allclose(w.norm(dim=-1), torch.ones(2))
+
+
+def test_fit_records_the_full_set_objective_at_the_tail_and_end(tiny_clip, few_shot_set):
+    cfg = train.TrainConfig(epochs=4, batch_size=8, seed=3, lr=0.01)
+    m, hist = _run(tiny_clip, few_shot_set, cfg)
+    total = len(hist["loss"])
+    tail = train.objective_tail_start(total, train.steps_per_epoch(len(few_shot_set), 8), cfg)
+    assert 0 < tail < total and hist["objective_step"] == [tail, total]
+    # the end value is the un-augmented loss of the trained prompts over the whole set
+    m.train()
+    again = train.objective(m, few_shot_set, None, cfg, total - 1)
+    assert again == pytest.approx(hist["objective"][1], rel=1e-5)
+    # and it differs from the value at the start of the tail (the prompts kept moving)
+    assert hist["objective"][0] != hist["objective"][1]

@@ -33,8 +33,8 @@ METHODS = ("coop", "cocoop", "kgcoop", "contcoop", "linear-probe", "clip-adapter
            "tip-adapter", "tip-adapter-f", "maple", "restore")
 # methods that run the image tower (or B x C text passes) every step: fewer runs
 HEAVY = ("cocoop", "maple", "restore")
-HEAVY_TASKS = ("objects", "shapes")
-HEAVY_SEEDS = (1,)
+HEAVY_TASKS = ("objects", "shapes", "textures")  # the main tasks, as every other method
+HEAVY_SEEDS = (1, 2, 3)
 RETRAIN_ON_UPDATE = ("coop", "contcoop", "clip-adapter")  # (d): first task, first seed
 ABLATION_SEEDS = (1, 2, 3)
 CEILING = 98.0  # zero-shot accuracy above which a task has no room for a gain
@@ -49,7 +49,7 @@ import pandas as pd
 import seaborn as sns
 
 from cliptune import (claims, compare, data, evaluate, methods, models, plots, protocols, results,
-                      runtime, selection, train)
+                      runtime, selection, train, world)
 from cliptune.methods import tip_adapter
 
 FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
@@ -178,11 +178,13 @@ summary = (plug.groupby(["method", "eval_model"])["gain over zero-shot"]
 summary
 
 # %%
-# every method averaged over the same tasks (those all methods ran), leaving out ceiling
-# tasks where zero-shot of the old model is already near 100 and no gain is possible
+# every method averaged over the same tasks: the main tasks (world.MAIN_TASKS, whose
+# preconditions notebook 00 checks) that all methods ran; sanity tasks such as colours and
+# counts, where zero-shot is near its ceiling and no gain is possible, never enter a mean
 ceiling = set(zs.xs(OLD, level="eval_model").loc[lambda v: v >= CEILING].index)
 ran = plug.groupby("method").dataset.apply(set)
-COMMON_TASKS = sorted(set.intersection(*ran.tolist()) - ceiling) if len(ran) else []
+COMMON_TASKS = sorted((set.intersection(*ran.tolist()) & set(world.MAIN_TASKS)) - ceiling) \
+    if len(ran) else []
 common = plug[plug.dataset.isin(COMMON_TASKS)]
 heat = common.pivot_table(index="method", columns="eval_model", values="gain over zero-shot")
 heat.insert(0, f"on {OLD} (own model)", own[own.dataset.isin(COMMON_TASKS)]
@@ -233,21 +235,28 @@ else:
     display_table = "no retraining requested"
 display_table
 
+# %% [markdown]
+# ### Compatible or not: paired comparisons
+#
+# Each v1 module plugged into an update against that update's own zero-shot, paired by seed
+# and test image and pooled over the same tasks for every method (ceiling tasks left out),
+# with a 0.95-level bootstrap interval (`cliptune.compare`): "better" is compatible, "worse"
+# is not, and an interval that holds 0 is no detectable difference, whatever the sign.
+
 # %%
-def verdict(gains) -> str:
-    """Compatible: the plugged-in module beats the update's zero-shot by more than the noise
-    (twice the standard error over tasks and seeds); within it: neutral."""
-    m = gains.mean()
-    se = gains.std(ddof=1) / len(gains) ** 0.5 if len(gains) > 1 else 0.0
-    if abs(m) <= max(2 * se, 0.25):
-        return "neutral (within noise)"
-    return "compatible" if m > 0 else "NOT compatible"
+comp_v = results.load("07_compatibility", hashes=run_hashes, correct=True)
+compat = {}
+for upd in UPDATES:
+    for method in METHODS:
+        if method in set(common.method):
+            compat[(method, upd)] = compare.compare_methods(
+                comp_v, method, "zero-shot", tasks=COMMON_TASKS,
+                a_where={"eval_model": upd, "train_model": OLD}, b_where={"eval_model": upd})
+compat_table = compare.table([dataclasses.replace(c, a=f"{m} on {u}", b=f"zero-shot of {u}")
+                              for (m, u), c in compat.items()])
+compat_table
 
-
-for (method, upd), g in plug.groupby(["method", "eval_model"]):
-    gains = g["gain over zero-shot"]
-    print(f"{method:14s} -> {upd:18s}: {gains.mean():+6.2f} points over {len(gains):2d} runs, "
-          f"{verdict(gains)}")
+# %%
 by_update = plug.groupby("eval_model")["gain over zero-shot"].mean()
 print("\nmean gain over all methods:", ", ".join(f"{u} {v:+.1f}" for u, v in by_update.items()))
 prompt_like = ["coop", "kgcoop", "contcoop", "cocoop"]
@@ -348,15 +357,12 @@ abl.pivot_table(index="method", columns="eval_model", values="gain over zero-sho
 # with a 0.95-level bootstrap interval over seeds and test images.
 
 # %%
-comp_v = results.load("07_compatibility", hashes=run_hashes, correct=True)
 entries = []
 for upd in UPDATES:
     for method in METHODS:
         if method not in set(common.method):
             continue
-        c = compare.compare_methods(comp_v, method, "zero-shot", tasks=COMMON_TASKS,
-                                    a_where={"eval_model": upd, "train_model": OLD},
-                                    b_where={"eval_model": upd})
+        c = compat[(method, upd)]
         own_gain = heat.loc[method, f"on {OLD} (own model)"]
         entries.append(("methods_incompatible", dataclasses.replace(c, a=f"{method} on {upd}"),
                         f"gain on its own model {own_gain:+.1f} points"))
