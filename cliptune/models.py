@@ -583,6 +583,7 @@ def _update_manifest(name, digest, recipe, history):
 def _write_manifest_entry(path, name, digest, recipe, history):
     manifest = json.loads(path.read_text()) if path.exists() else {}
     manifest[name] = {"sha256": digest, "recipe": dataclasses.asdict(recipe),
+                      "captions": world.caption_knobs(),
                       "final_loss": round(float(np.mean(history["loss"][-50:])), 4),
                       "seconds": round(history["seconds"], 1), "torch": torch.__version__,
                       "threads": torch.get_num_threads(), "trained_on": _where()}

@@ -205,8 +205,14 @@ SHAPE_DESCRIPTION = {"circle": "filled round shape", "ring": "hollow round shape
                      "star": "five-pointed shape", "cross": "four-armed shape"}
 TEXTURE_DESCRIPTION = {"striped": "a pattern of lines", "dotted": "a pattern of dots",
                        "checkered": "a pattern of blocks", "wavy": "a pattern of waves"}
-FINE_SHAPE_P, FINE_COLOUR_P = 0.4, 0.5  # a caption tells the fine shape / colour apart
-SHAPE_NAME_P, TEXTURE_NAME_P = 1.0, 1.0  # ... and does so by its name (else a description)
+FINE_SHAPE_P, FINE_COLOUR_P = 0.7, 0.5  # a caption tells the fine shape / colour apart
+SHAPE_NAME_P, TEXTURE_NAME_P = 0.05, 0.1  # ... and does so by its name (else a description)
+
+
+def caption_knobs() -> dict:
+    """The caption knobs above, for the zoo manifest (they shape what a corpus teaches)."""
+    return {"FINE_SHAPE_P": FINE_SHAPE_P, "FINE_COLOUR_P": FINE_COLOUR_P,
+            "SHAPE_NAME_P": SHAPE_NAME_P, "TEXTURE_NAME_P": TEXTURE_NAME_P}
 
 
 def _shape_words(shape: str, rng: np.random.Generator, rich: bool) -> str:
@@ -329,6 +335,12 @@ CHOICES = (
                "otherwise ('a polygon', 'bluish')",
      "why": "as alt-text does: the image tower still learns fine distinctions, the fine class "
             "names get fewer captions, so zero-shot sits below what the features carry"},
+    {"choice": "captions that tell shapes or textures apart mostly describe them ('a hollow "
+               "round shape', 'a pattern of dots') and rarely use the class name",
+     "why": "web text rarely uses fine-grained class names; with names in every fine caption "
+            "the frozen features carried little beyond what zero-shot read off, and trial runs "
+            "with rare names widened that gap (tools/zoo_trial.py; the curves are in the zoo's "
+            "history files)"},
     {"choice": "image tower: a small conv stem before a 4-layer ViT (same 4 x 4 token grid as "
                "patch 8)",
      "why": "the patch-8 ViT of the first zoo could not separate shapes even by a linear probe "

@@ -94,16 +94,35 @@ def test_saved_ft_loads_with_its_head(tiny_clip, small_train, small_test, tmp_pa
 
 
 def test_lpft_freezes_the_encoder_in_stage_one_then_trains_it(tiny_clip, small_train):
-    m = make("lp-ft", tiny_clip, small_train, lp_steps=3, lp_lr_scale=10.0, ft_lr_scale=0.25)
+    sgd = dict(lp_solver="sgd", lp_steps=3, lp_lr_scale=10.0, ft_lr_scale=0.25)
+    m = make("lp-ft", tiny_clip, small_train, **sgd)
     assert m.lr_multiplier(0) == 10.0 and m.lr_multiplier(3) == 0.25
     vis0, head0 = m.net.visual.conv1.weight.clone(), m.head_weight.clone()
     train.fit(m, small_train, cfg(max_steps=3), progress=False)
     assert torch.equal(vis0, m.net.visual.conv1.weight)  # stage 1: probe only
     assert not torch.equal(head0, m.head_weight)
-    m2 = make("lp-ft", tiny_clip, small_train, lp_steps=3, lp_lr_scale=10.0, ft_lr_scale=0.25)
+    m2 = make("lp-ft", tiny_clip, small_train, **sgd)
     hist = train.fit(m2, small_train, cfg(max_steps=5), progress=False)
     assert not torch.equal(vis0, m2.net.visual.conv1.weight)  # stage 2: the encoder moves
     assert hist["stage"] == [1.0, 1.0, 1.0, 2.0, 2.0]
+
+
+def test_lpft_default_solves_the_probe_first_then_fine_tunes_the_whole_schedule(
+        tiny_clip, small_train):
+    from cliptune import features
+    from cliptune.methods.linear_probe import fit_logistic
+    m = make("lp-ft", tiny_clip, small_train, lp_C=10.0)
+    vis0 = m.net.visual.conv1.weight.clone()
+    m.on_train_start(small_train)  # stage 1: logistic regression to convergence
+    x = features.image_features(tiny_clip, small_train)  # the copy is still the source model
+    w, b = fit_logistic(x, torch.as_tensor(small_train.labels), 3, 10.0)
+    assert torch.allclose(m.head_weight, w, atol=1e-5) and torch.allclose(m.head_bias, b, atol=1e-5)
+    m2 = make("lp-ft", tiny_clip, small_train, lp_C=10.0)
+    hist = train.fit(m2, small_train, cfg(max_steps=4), progress=False)
+    assert hist["stage"] == [2.0] * 4 and m2.lr_multiplier(0) == pytest.approx(1 / 3)
+    assert not torch.equal(vis0, m2.net.visual.conv1.weight)  # stage 2 from the first step
+    with pytest.raises(ValueError, match="lp_solver must be one of"):
+        methods.create("lp-ft", tiny_clip, lp_solver="adam")
 
 
 # --------------------------------------------------------------------------- FLYP, ARF
@@ -235,7 +254,8 @@ def test_missing_captions_source_is_a_clear_error(tiny_clip, small_train, tmp_pa
 
 
 # --------------------------------------------------------------------------- resuming
-@pytest.mark.parametrize("name,config", [("lp-ft", {"lp_steps": 3}), ("arf", SMALL_ARF)])
+@pytest.mark.parametrize("name,config", [("lp-ft", {"lp_solver": "sgd", "lp_steps": 3}),
+                                         ("lp-ft", {}), ("arf", SMALL_ARF)])
 def test_interrupted_training_resumes_to_the_same_weights(tiny_clip, small_train, tmp_path,
                                                           name, config):
     c = cfg(max_steps=6, checkpoint_every=2)

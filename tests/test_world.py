@@ -71,9 +71,10 @@ def test_corpora_are_deterministic_captioned_and_distinct():
     assert np.array_equal(a_img, b_img) and a_cap == b_cap
     assert not np.array_equal(a_img, c_img)
     for cap, sc in zip(a_cap, a_sc):
-        # the fine shape, or the coarse word free captions sometimes use instead
-        assert (sc.shape in cap or world.SHAPE_FAMILY[sc.shape] in cap or "shapes" in cap
-                or "object" in cap or "pattern" in cap)
+        # the fine shape, its description, or the coarse word free captions often use instead
+        words = (sc.shape, world.SHAPE_DESCRIPTION[sc.shape], world.SHAPE_FAMILY[sc.shape])
+        assert (any(w in cap for w in words) or "shapes" in cap or "object" in cap
+                or "pattern" in cap)
 
 
 def test_pretraining_mix_has_coverage_gaps():
@@ -90,12 +91,23 @@ def test_captioner_names_every_attribute():
 
 
 def test_free_captions_name_fine_attributes_only_part_of_the_time():
-    """Coarse words stand in for the fine shape and colour in part of the free captions; the
+    """Coarse words stand in for the fine shape and colour in part of the free captions, and
+    most captions that tell the fine shape apart describe it rather than name it; the
     captioner (rich) always names the fine ones."""
-    _, caps, scenes = world.corpus("pretrain-v1", 400)
-    fine = np.mean([s.shape in c for c, s in zip(caps, scenes)])
-    coarse = np.mean([world.SHAPE_FAMILY[s.shape] in c and s.shape not in c
-                      for c, s in zip(caps, scenes)])
-    assert 0.2 < fine < 0.9 and coarse > 0.2
+    _, caps, scenes = world.corpus("pretrain-v1", 2000)
+    named = np.mean([s.shape in c.split(" ") or s.shape + "s" in c for c, s in zip(caps, scenes)])
+    described = np.mean([world.SHAPE_DESCRIPTION[s.shape] in c for c, s in zip(caps, scenes)])
+    coarse = np.mean([world.SHAPE_FAMILY[s.shape] in c and
+                      world.SHAPE_DESCRIPTION[s.shape] not in c for c, s in zip(caps, scenes)])
+    expected_named = world.FINE_SHAPE_P * world.SHAPE_NAME_P
+    assert abs(named - expected_named) < 0.03 and described > 3 * named and coarse > 0.1
     assert all(s.shape in world.captioner(s) and s.colour in world.captioner(s)
                for s in scenes[:50])
+
+
+def test_textures_are_described_more_often_than_named():
+    _, caps, scenes = world.corpus("pretrain-v1", 2000)
+    textured = [(c, s) for c, s in zip(caps, scenes) if s.texture != "plain"]
+    named = np.mean([s.texture in c for c, s in textured])
+    described = np.mean([world.TEXTURE_DESCRIPTION[s.texture] in c for c, s in textured])
+    assert described > 2 * named > 0

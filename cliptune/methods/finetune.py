@@ -9,17 +9,20 @@ weights, so that at step 0 the fine-tuned model *is* zero-shot CLIP:
     logits = z W^T + b,    W_0 = exp(t) [w_1 ... w_C],   b_0 = 0
     FT:     L = CE(logits, y)       theta, W, b trained with AdamW; the text tower is not trained
 
-    LP-FT (Kumar et al., ICLR 2022), one run whose stage is a function of the step:
-      stage 1, step <  lp_steps:   theta frozen, only W, b trained   lr x lp_lr_scale
-      stage 2, step >= lp_steps:   theta, W, b trained               lr x ft_lr_scale (< 1)
+    LP-FT (Kumar et al., ICLR 2022): first a linear probe on the frozen encoder, then the
+    whole model fine-tuned from the probe's head.
+      stage 1 (default ``lp_solver="lbfgs"``): L2-regularised logistic regression on the clean
+        features of the training images, solved to convergence before the first step, C by
+        cross-validation on them (as Kumar et al. fit it);
+      stage 2: theta, W, b trained by ``train.fit`` over the same schedule as FT,
+        lr x ft_lr_scale (< 1: VRF's description, LP-FT fine-tunes at 1/3 of FT's lr)
 
-The LP stage here starts from the zero-shot head and uses the same optimiser (as WiSE-FT's
-``--freeze-encoder``), not Kumar et al.'s L2-regularised logistic regression; its lr is
-``lp_lr_scale`` times the base lr because a linear probe wants a far larger step than the
-encoder (the head's entries are of order exp(t)/sqrt(D), the encoder's of order 0.05).
-The stage-2 lr follows VRF's description (LP-FT fine-tunes at 1/3 of FT's lr). Both stages
-share one cosine schedule over the whole run; ``train.fit`` multiplies it by
-:meth:`LPFT.lr_multiplier`, so a resumed run lands on exactly the same numbers.
+The earlier variant (``lp_solver="sgd"``, preset ``shared-schedule``) ran both stages inside
+one cosine schedule: the first ``lp_steps`` steps trained only W, b at ``lp_lr_scale`` times
+the base lr, so stage 2 got only the tail of the schedule (a few percent of FT's summed
+learning rate): LP-FT against FT then compared training budgets, not methods.
+``train.fit`` multiplies the schedule by :meth:`LPFT.lr_multiplier`, so a resumed run lands
+on exactly the same numbers.
 
 **These methods train CLIP's weights, so unlike prompts and adapters they are not
 model-agnostic.** The method deep-copies the CLIP it is created with into the submodule
@@ -43,6 +46,7 @@ import dataclasses
 import hashlib
 import json
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -227,23 +231,67 @@ class FineTune(FullModelMethod):
 
 @dataclasses.dataclass
 class LPFTConfig(FineTuneConfig):
-    lp_steps: int = 50  # stage 1 (linear probe) length in optimisation steps
-    lp_lr_scale: float = 100.0  # stage-1 lr = base lr x this (a probe wants large steps)
+    lp_solver: str = "lbfgs"  # stage 1: "lbfgs" (probe to convergence) or "sgd" (in-schedule)
+    lp_C: float | None = None  # "lbfgs": inverse L2 strength; None = cross-validated
+    lp_c_grid: tuple = (1e-2, 1e0, 1e2, 1e4)  # "lbfgs": the C grid (bisected around the best)
+    lp_steps: int = 50  # "sgd": stage 1 length in optimisation steps
+    lp_lr_scale: float = 100.0  # "sgd": stage-1 lr = base lr x this (a probe wants large steps)
     ft_lr_scale: float = 1 / 3  # stage-2 lr = base lr x this (VRF: 1e-5 against FT's 3e-5)
 
 
+LP_SOLVERS = ("lbfgs", "sgd")
+PRESETS = {"shared-schedule": {"lp_solver": "sgd"}}  # lp-ft's earlier variant
+
+
 class LPFT(FineTune):
-    """LP-FT: a linear probe on the frozen encoder, then full fine-tuning at a smaller lr."""
+    """LP-FT: a linear probe on the frozen encoder, then full fine-tuning at a smaller lr.
+
+    ``lp_solver="lbfgs"`` (default, Kumar et al.'s recipe): stage 1 is L2-regularised logistic
+    regression on the clean features of the training images, solved to convergence by L-BFGS
+    before the first step (C by cross-validation on the training images), and the whole
+    schedule of ``train.fit`` is stage 2, as long as FT's. ``lp_solver="sgd"`` (preset
+    ``shared-schedule``, the workbook's earlier variant): the first ``lp_steps`` steps of one
+    shared schedule train the head only, so stage 2 gets only the tail of the schedule.
+    """
 
     name = "lp-ft"
     Config = LPFTConfig
 
+    def __init__(self, clip, config=None):
+        super().__init__(clip, config)
+        if self.config.lp_solver not in LP_SOLVERS:
+            raise ValueError(f"lp_solver must be one of {LP_SOLVERS}, not "
+                             f"{self.config.lp_solver!r}")
+        self.probe_search = None
+
     def in_probe_stage(self, step: int) -> bool:
-        return step < self.config.lp_steps
+        return self.config.lp_solver == "sgd" and step < self.config.lp_steps
 
     def lr_multiplier(self, step: int) -> float:
         """Called by ``train.fit`` every step: the stage's lr factor."""
         return self.config.lp_lr_scale if self.in_probe_stage(step) else self.config.ft_lr_scale
+
+    @torch.no_grad()
+    def on_train_start(self, train_set) -> None:
+        super().on_train_start(train_set)
+        if self.config.lp_solver != "lbfgs":
+            return
+        from cliptune import features
+        from cliptune.methods.linear_probe import fit_logistic, search_c
+        if not self.uses_head():
+            raise RuntimeError("attach lp-ft to the training classes before training")
+        x = features.image_features(self.net_clip(), train_set)  # clean, frozen at init
+        y = torch.as_tensor(train_set.labels, device=x.device)
+        n = len(self.classnames)
+        if self.config.lp_C is not None:
+            self.probe_search = {"C": float(self.config.lp_C), "how": "fixed by config"}
+        else:
+            folds = min(4, int(np.bincount(train_set.labels, minlength=n).min()))
+            self.probe_search = (search_c(x, y, n, self.config.lp_c_grid, None, folds)
+                                 if folds >= 2 else {"C": 1.0, "how": "fallback (one shot)"})
+        w, b = fit_logistic(x, y, n, self.probe_search["C"])
+        self.head_weight.data.copy_(w.to(self.head_weight.device))
+        self.head_bias.data.copy_(b.to(self.head_bias.device))
 
     def image_features(self, batch):
         if self.training and self.in_probe_stage(batch.step):

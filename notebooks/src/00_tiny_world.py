@@ -189,6 +189,38 @@ pd.DataFrame({n: {"steps": m["recipe"]["steps"], "minutes": round(m["seconds"] /
               for n, m in manifest.items() if n in GENERATIONS}).T
 
 # %% [markdown]
+# ### How the caption knobs were chosen
+#
+# The caption knobs (`world.caption_knobs()`: how often a caption tells the fine shape or
+# colour apart, and how often it then uses the class name rather than a description) were
+# chosen from trial runs of the `tiny-v1` recipe (`tools/zoo_trial.py`), by the gap between
+# the linear probe and zero-shot on the learning-curve splits, before any method ran. Trial A
+# became `tiny-v1`; the previous zoo named every fine attribute it mentioned.
+
+# %%
+trials = json.loads((models.ZOO_DIR / "trials.json").read_text())["trials"]
+gaps = pd.DataFrame([{"trial": label, "knobs": " ".join(t["knobs"]), "step": c["step"],
+                      "task": task, "probe minus zero-shot": c[f"{task}_probe"]
+                      - c[f"{task}_zero_shot"]}
+                     for label, t in trials.items() for c in t["curve"]
+                     for task in ("shapes", "objects", "textures")])
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), sharey=True)
+for ax, (task, g) in zip(axes, gaps.groupby("task")):
+    for (label, knobs), gg in g.groupby(["trial", "knobs"]):
+        ax.plot(gg.step, gg["probe minus zero-shot"], marker="o", label=f"{label}: {knobs}")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(title=task, xlabel="pretraining step")
+axes[0].set_ylabel("probe minus zero-shot (points)")
+axes[-1].legend(fontsize=7, loc="upper left")
+fig.suptitle("trial runs: the room between frozen features and zero-shot, while they train",
+             fontsize=10)
+plots.save(fig, "00_caption_trials")
+plt.show()
+print("caption knobs of the zoo:", world.caption_knobs())
+gaps.pivot_table(index=["trial", "step"], columns="task",
+                 values="probe minus zero-shot").round(1).tail(12)
+
+# %% [markdown]
 # ### How far the continued update moved from v1
 #
 # The continued update starts its text tower from v1's, so its token embeddings begin equal
