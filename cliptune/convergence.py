@@ -51,6 +51,9 @@ def summarise(history: dict, tail: float = TAIL, threshold: float = THRESHOLD,
     window = loss[start:]
     final = float(window.mean())
     out["final_loss"] = final
+    if history.get("diverged_at") is not None:
+        return {**out, "note": f"diverged: loss not finite from step {history['diverged_at']}",
+                "measure": "objective"}
     obj = history.get("objective") or []
     if len(obj) == 2 and np.all(np.isfinite(obj)):
         # the noise-free measure: the full-set objective at the start of the last 10% of the

@@ -14,6 +14,7 @@ import math
 import os
 import pathlib
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -137,6 +138,12 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
+        if not math.isfinite(loss.item()) and "diverged_at" not in history:
+            # the run goes on (its accuracy then shows the divergence) but says so once
+            history["diverged_at"] = step
+            warnings.warn(f"{method.name} on {train_set.name}: the training loss is not finite "
+                          f"from step {step} on; the run diverged (a smaller lr, or see the "
+                          "method's diagnostics)", RuntimeWarning, stacklevel=2)
         history["step"].append(step)
         history["loss"].append(loss.item())
         history["lr"].append(lr)

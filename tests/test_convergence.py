@@ -59,3 +59,9 @@ def test_the_full_set_objective_decides_when_recorded():
     assert a["converged"] and a["measure"] == "objective" and a["final_loss"] == 0.495
     assert not b["converged"] and b["note"] == "still falling"
     assert b["rel_change"] == pytest.approx(-0.2)
+
+
+def test_a_diverged_run_is_flagged_as_such():
+    out = convergence.summarise({"loss": [1.0, float("nan")], "diverged_at": 1,
+                                 "objective": [1.0, float("nan")]})
+    assert not out["converged"] and out["note"].startswith("diverged")

@@ -113,3 +113,17 @@ def test_fit_records_the_full_set_objective_at_the_tail_and_end(tiny_clip, few_s
     assert again == pytest.approx(hist["objective"][1], rel=1e-5)
     # and it differs from the value at the start of the tail (the prompts kept moving)
     assert hist["objective"][0] != hist["objective"][1]
+
+
+def test_a_diverging_run_says_so_once(tiny_clip, few_shot_set):
+    cfg = train.TrainConfig(epochs=1, batch_size=8, seed=1, max_steps=3)
+    m = methods.create("coop", tiny_clip).attach(tiny_clip, few_shot_set.classnames)
+    real = m.loss
+
+    def exploding(batch, logits):
+        loss, logs = real(batch, logits)
+        return loss * float("inf") if batch.step >= 1 else loss, logs
+    m.loss = exploding
+    with pytest.warns(RuntimeWarning, match="not finite from step 1"):
+        hist = train.fit(m, few_shot_set, cfg, progress=False)
+    assert hist["diverged_at"] == 1
