@@ -6,7 +6,11 @@ with the training loss of every step; this module summarises it:
 - with the full-set objective that ``train.fit`` records (the training loss over the whole
   training set, un-augmented, at the start of the last 10% of the summed learning rate and at
   the end): ``final_loss`` is its final value and ``rel_change`` its change over that tail,
-  relative to the final value. It has no batch noise, so a 2% change is a real change;
+  relative to the final value. It has no batch noise, so a 2% change is a real change. With
+  the objective before the first step too, ``tail_share`` is the tail's share of the run's
+  whole fall: a run still in its linear regime (small steps, far from a plateau) makes about
+  10% of its progress in the last 10% of its summed learning rate however flat that tail
+  looks, so a share above ``TAIL_SHARE`` (5%) is flagged as well;
 - for older histories without it, the batch losses: ``final_loss`` is their mean over the last
   10% of steps (the tail), since single-batch losses are noisy;
 - ``rel_change``: how much the loss still moved during the tail, relative to the final loss:
@@ -28,6 +32,7 @@ import numpy as np
 THRESHOLD = 0.02  # |relative change of the loss over the tail| below which a run has plateaued
 TAIL = 0.10  # the fraction of steps (or of summed learning rate) that makes the tail
 MIN_TAIL = 5  # a shorter tail cannot separate a trend from batch noise
+TAIL_SHARE = 0.05  # the tail's share of a run's whole fall in the objective, at most
 
 
 def summarise(history: dict, tail: float = TAIL, threshold: float = THRESHOLD,
@@ -54,14 +59,26 @@ def summarise(history: dict, tail: float = TAIL, threshold: float = THRESHOLD,
     if history.get("diverged_at") is not None:
         return {**out, "note": f"diverged: loss not finite from step {history['diverged_at']}",
                 "measure": "objective"}
-    obj = history.get("objective") or []
-    if len(obj) == 2 and np.all(np.isfinite(obj)):
-        # the noise-free measure: the full-set objective at the start of the last 10% of the
-        # summed learning rate and at the end (train.fit records both)
-        rel = (obj[1] - obj[0]) / max(abs(obj[1]), 1e-8)
-        converged = abs(rel) <= threshold
-        note = "" if converged else ("still falling" if rel < 0 else "rising")
-        return {**out, "final_loss": float(obj[1]), "rel_change": float(rel),
+    obj = [float(v) for v in history.get("objective") or []]
+    if len(obj) in (2, 3) and np.all(np.isfinite(obj)):
+        # the noise-free measure (train.fit records it): the full-set objective [at step 0,]
+        # at the start of the last 10% of the summed learning rate, and at the end
+        tail_drop, final = obj[-2] - obj[-1], obj[-1]
+        rel = -tail_drop / max(abs(final), 1e-8)
+        share = float("nan")
+        converged, note = abs(rel) <= threshold, ""
+        if len(obj) == 3:
+            total_drop = obj[0] - final
+            share = tail_drop / total_drop if total_drop > 0 else float("nan")
+            if total_drop <= 0:
+                converged, note = False, "no progress: the objective did not fall"
+            elif share > TAIL_SHARE:
+                # a run still in its linear regime makes about 10% of its progress in the
+                # last 10% of its summed learning rate; a converged one makes almost none
+                converged, note = False, "still falling (slow steps)"
+        if not converged and not note:
+            note = "still falling" if rel < 0 else "rising"
+        return {**out, "final_loss": final, "rel_change": float(rel), "tail_share": share,
                 "converged": bool(converged), "note": note, "measure": "objective"}
     if len(window) < MIN_TAIL:
         return {**out, "note": f"tail of {len(window)} steps: too short to tell (needs "
@@ -85,8 +102,8 @@ def table(histories: dict, tail: float = TAIL, threshold: float = THRESHOLD,
         key = key if isinstance(key, tuple) else (key,)
         rows.append({"run": " / ".join(str(k) for k in key),
                      **summarise(hist, tail, threshold, by)})
-    df = pd.DataFrame(rows, columns=["run", "steps", "final_loss", "rel_change", "converged",
-                                     "measure", "note"])
+    df = pd.DataFrame(rows, columns=["run", "steps", "final_loss", "rel_change", "tail_share",
+                                     "converged", "measure", "note"])
     return df
 
 
@@ -99,11 +116,15 @@ def report(histories: dict, title: str = "convergence", tail: float = TAIL,
     df = table(histories, tail, threshold, by)
     with pd.option_context("display.max_rows", 200, "display.width", 120):
         shown = df.assign(final_loss=df.final_loss.round(4),
-                          rel_change=(100 * df.rel_change).round(2))
-        shown = shown.rename(columns={"rel_change": "change over tail (% of loss)"})
-        print(f"{title}: final loss = mean over the last {tail:.0%} of "
-              f"{'steps' if by == 'steps' else 'summed learning rate'}; converged = "
-              f"|change| <= {threshold:.0%}")
+                          rel_change=(100 * df.rel_change).round(2),
+                          tail_share=(100 * df.tail_share).round(1))
+        shown = shown.rename(columns={"rel_change": "change over tail (% of loss)",
+                                      "tail_share": "tail's share of the fall (%)"})
+        print(f"{title}: with the full-set objective (measure 'objective'), final loss = its "
+              f"final value and the tail = the last {TAIL:.0%} of the summed learning rate; "
+              f"otherwise the mean batch loss over the last {tail:.0%} of "
+              f"{'steps' if by == 'steps' else 'summed learning rate'}. Converged = |change| "
+              f"<= {threshold:.0%} and the tail's share of the whole fall <= {TAIL_SHARE:.0%}")
         print(shown.to_string(index=False))
     bad = df[~df.converged.astype(bool)]
     if len(bad):

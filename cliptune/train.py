@@ -42,6 +42,23 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps; 0 = only the final state
 
 
+def budget(cfg: TrainConfig, paper_epochs: int, n_images: int, scale: float = 1.0,
+           min_steps: int = 200, paper_batch: int | None = None) -> TrainConfig:
+    """``cfg`` with the epochs of a run on ``n_images``: the paper's epochs times ``scale``,
+    raised until the run takes at least ``min_steps`` optimisation steps, and never beyond the
+    paper's own schedule: its epochs, or its number of steps (its epochs at ``paper_batch``,
+    by default ``cfg``'s batch) if that is more.
+
+    Scaling epochs alone starves small training sets (1-shot CoOp on 80 classes: 2 steps an
+    epoch, so a tenth of 50 epochs is a handful of steps, half of them at the warm-up rate);
+    the convergence table (cliptune.convergence) is the evidence that the result plateaus."""
+    spe = steps_per_epoch(n_images, cfg.batch_size)
+    paper_steps = paper_epochs * steps_per_epoch(n_images, paper_batch or cfg.batch_size)
+    epochs = max(1, round(paper_epochs * scale), math.ceil(min_steps / spe))
+    cap = max(paper_epochs, math.ceil(paper_steps / spe))
+    return dataclasses.replace(cfg, epochs=max(1, min(epochs, cap)))
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)  # drop_last, as Dassl does when n >= batch_size
 
@@ -97,8 +114,9 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
     if partial is not None and partial.exists():
         start, history = _resume(partial, method, opt)
     method.train()
-    # the full-set objective at the start of the last 10% of summed learning rate and at the
-    # end: a noise-free measure of whether the run still improved (cliptune.convergence)
+    # the full-set objective before the first step, at the start of the last 10% of summed
+    # learning rate and at the end: a noise-free measure of whether the run still improved
+    # (cliptune.convergence)
     tail_start = objective_tail_start(total, spe, cfg)
     t0 = time.time()
     bar = runtime.progress(range(start, total), desc=f"{method.name} ({train_set.name})",
@@ -110,7 +128,7 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
         if step // spe != epoch:
             method.on_epoch_end(epoch, cfg.epochs)
             epoch = step // spe
-        if step == tail_start:
+        if step == 0 or (step == tail_start and tail_start > 0):
             _record_objective(history, step, objective(method, train_set, views, cfg, step))
         order = torch.randperm(len(train_set), generator=runtime.generator(cfg.seed, "epoch",
                                                                             epoch))

@@ -65,3 +65,15 @@ def test_a_diverged_run_is_flagged_as_such():
     out = convergence.summarise({"loss": [1.0, float("nan")], "diverged_at": 1,
                                  "objective": [1.0, float("nan")]})
     assert not out["converged"] and out["note"].startswith("diverged")
+
+
+def test_a_run_still_in_its_linear_regime_is_flagged_however_flat_its_tail():
+    # 4 slow steps: the tail moved the objective by 0.1% only, but that is a quarter of the
+    # whole (tiny) fall: far from a plateau
+    slow = convergence.summarise({"loss": [0.86] * 4, "objective": [0.8620, 0.8610, 0.8600]})
+    assert not slow["converged"] and slow["tail_share"] == pytest.approx(0.5)
+    assert slow["note"].startswith("still falling")
+    done = convergence.summarise({"loss": [0.7] * 400, "objective": [1.10, 0.7263, 0.7250]})
+    assert done["converged"] and done["tail_share"] < 0.01
+    stuck = convergence.summarise({"loss": [1.0] * 10, "objective": [1.0, 1.0, 1.0]})
+    assert not stuck["converged"] and stuck["note"].startswith("no progress")

@@ -106,13 +106,13 @@ def test_fit_records_the_full_set_objective_at_the_tail_and_end(tiny_clip, few_s
     m, hist = _run(tiny_clip, few_shot_set, cfg)
     total = len(hist["loss"])
     tail = train.objective_tail_start(total, train.steps_per_epoch(len(few_shot_set), 8), cfg)
-    assert 0 < tail < total and hist["objective_step"] == [tail, total]
+    assert 0 < tail < total and hist["objective_step"] == [0, tail, total]
     # the end value is the un-augmented loss of the trained prompts over the whole set
     m.train()
     again = train.objective(m, few_shot_set, None, cfg, total - 1)
-    assert again == pytest.approx(hist["objective"][1], rel=1e-5)
-    # and it differs from the value at the start of the tail (the prompts kept moving)
-    assert hist["objective"][0] != hist["objective"][1]
+    assert again == pytest.approx(hist["objective"][2], rel=1e-5)
+    # training lowered it, and the prompts still moved during the tail
+    assert hist["objective"][0] > hist["objective"][2] != hist["objective"][1]
 
 
 def test_a_diverging_run_says_so_once(tiny_clip, few_shot_set):
@@ -127,3 +127,23 @@ def test_a_diverging_run_says_so_once(tiny_clip, few_shot_set):
     with pytest.warns(RuntimeWarning, match="not finite from step 1"):
         hist = train.fit(m, few_shot_set, cfg, progress=False)
     assert hist["diverged_at"] == 1
+
+
+def test_budget_scales_epochs_but_keeps_enough_steps_and_never_exceeds_the_paper():
+    cfg = train.TrainConfig(batch_size=32)
+    assert train.budget(cfg, 200, 640, scale=0.1).epochs == 20  # 20 steps an epoch: 400 steps
+    assert train.budget(cfg, 200, 80, scale=0.1).epochs == 100  # 2 steps an epoch: 200 steps
+    assert train.budget(cfg, 50, 80, scale=0.05).epochs == 50  # capped at the paper's 50
+    assert train.budget(cfg, 200, 80, scale=0.1, min_steps=0).epochs == 20
+
+
+def test_budget_caps_at_the_papers_steps_when_its_batch_was_smaller():
+    cfg = train.TrainConfig(batch_size=32)
+    # MaPLe: 5 epochs at batch 4 on 160 images = 200 steps; at batch 32 that is 40 epochs
+    assert train.budget(cfg, 5, 160, scale=1.0, min_steps=200, paper_batch=4).epochs == 40
+    assert train.budget(cfg, 5, 160, scale=1.0, min_steps=100, paper_batch=4).epochs == 20
+
+
+def test_budget_keeps_the_papers_epochs_when_its_batch_was_larger():
+    cfg = train.TrainConfig(batch_size=64)  # Tip-Adapter-F: 20 epochs at batch 256
+    assert train.budget(cfg, 20, 1280, scale=1.0, min_steps=200, paper_batch=256).epochs == 20

@@ -151,7 +151,7 @@ for label in restore_labels:
     if cfg_l.get("lambda_fs", 1.0) == 0:
         continue
     m_l, hist_l = protocols.train_method("restore", clip, sel_train, SEEDS[0],
-                                         train_config(SELECT_TASK), progress=False, **cfg_l)
+                                         train_config(SELECT_TASK), **cfg_l)
     fs_rows.append({"preset": label, **diagnostics.loss_term(hist_l, "fs"),
                     "init Gram text": float(m_l.gram_ref_text.mean()),
                     "init Gram vision": float(m_l.gram_ref_vision.mean())})
