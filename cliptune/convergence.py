@@ -35,6 +35,12 @@ MIN_TAIL = 5  # a shorter tail cannot separate a trend from batch noise
 TAIL_SHARE = 0.05  # the tail's share of a run's whole fall in the objective, at most
 
 
+def tail_start(lrs, tail: float = TAIL) -> int:
+    """The first step of the last ``tail`` of the summed learning rate ``lrs`` (per step)."""
+    cum = np.cumsum(np.asarray(lrs, dtype=float))
+    return int(np.searchsorted(cum, (1 - tail) * cum[-1], side="right"))
+
+
 def summarise(history: dict, tail: float = TAIL, threshold: float = THRESHOLD,
               by: str = "steps") -> dict:
     """steps, final_loss, rel_change, converged and a short reason, from one history."""
@@ -49,8 +55,7 @@ def summarise(history: dict, tail: float = TAIL, threshold: float = THRESHOLD,
         return {**out, "note": "no training history (loaded checkpoint without one, or nothing "
                                "trained)"}
     if by == "lr" and len(history.get("lr", [])) == n:
-        cum = np.cumsum(np.asarray(history["lr"], dtype=float))
-        start = int(np.searchsorted(cum, (1 - tail) * cum[-1], side="right"))
+        start = tail_start(history["lr"], tail)
     else:
         start = n - max(1, int(round(tail * n)))
     window = loss[start:]

@@ -182,7 +182,6 @@ def restore_before_after(method, ds, n_images: int = 256):
     return pd.DataFrame(rows).set_index("stage")
 
 
-
 def loss_term(history: dict, key: str = "fs") -> dict:
     """How one loss term of a training run behaved, from its history: its value at the first
     and last step, its largest finite value, and the first step where it stopped being finite

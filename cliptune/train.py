@@ -16,7 +16,6 @@ import pathlib
 import time
 import warnings
 
-import numpy as np
 import torch
 
 from cliptune import features, models, runtime
@@ -57,6 +56,25 @@ def budget(cfg: TrainConfig, paper_epochs: int, n_images: int, scale: float = 1.
     epochs = max(1, round(paper_epochs * scale), math.ceil(min_steps / spe))
     cap = max(paper_epochs, math.ceil(paper_steps / spe))
     return dataclasses.replace(cfg, epochs=max(1, min(epochs, cap)))
+
+
+PAPER_SCHEDULES = {  # method -> (epochs, batch) of its paper's few-shot recipe
+    "coop": (200, 32), "contcoop": (200, 32), "kgcoop": (100, 128), "cocoop": (10, 1),
+    "maple": (5, 4), "ivlp": (5, 4), "restore": (10, 4), "clip-adapter": (200, 32),
+    "tip-adapter-f": (20, 256),
+    "linear-probe": (20, 32), "linear-probe-zs": (20, 32),  # the workbook's SGD probe recipe
+}
+"""Used by :func:`paper_budget` (notebooks 03 and 07)."""
+
+
+def paper_budget(method: str, cfg: TrainConfig, n_images: int,
+                 min_steps: int = 200) -> TrainConfig:
+    """:func:`budget` with ``method``'s paper schedule (PAPER_SCHEDULES), taking ``cfg.epochs``
+    as the scaled-down epochs; ``cfg`` unchanged for a method that trains nothing."""
+    if method not in PAPER_SCHEDULES:
+        return cfg
+    epochs, batch = PAPER_SCHEDULES[method]
+    return budget(cfg, epochs, n_images, cfg.epochs / epochs, min_steps, batch)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -192,11 +210,11 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
 
 def objective_tail_start(total: int, spe: int, cfg: TrainConfig, tail: float = 0.10) -> int:
     """The first step of the last ``tail`` of the summed learning rate of the schedule."""
-    lrs = np.array([learning_rate(s, total, spe, cfg) for s in range(total)])
-    if total == 0 or lrs.sum() <= 0:
+    from cliptune import convergence
+    lrs = [learning_rate(s, total, spe, cfg) for s in range(total)]
+    if total == 0 or sum(lrs) <= 0:
         return max(total - 1, 0)
-    cum = np.cumsum(lrs)
-    return int(min(np.searchsorted(cum, (1 - tail) * cum[-1], side="right"), total - 1))
+    return min(convergence.tail_start(lrs, tail), total - 1)
 
 
 @torch.no_grad()

@@ -7,7 +7,6 @@ into OUT_DIR, never into data/zoo. The run checkpoints and resumes like `make zo
 history (loss and the zero-shot / probe curve every 500 steps) lands in OUT_DIR.
 """
 import argparse
-import dataclasses
 import json
 import pathlib
 
@@ -27,6 +26,5 @@ for item in args.set:
 args.out.mkdir(parents=True, exist_ok=True)
 (args.out / "knobs.json").write_text(json.dumps(args.set))
 models.ZOO_DIR = args.out
-models.ZOO[args.recipe] = dataclasses.replace(models.ZOO[args.recipe])
 history = models.pretrain(args.recipe, steps=args.steps, progress=False)
 print(json.dumps(history["curve"], indent=1))

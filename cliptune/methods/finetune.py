@@ -46,7 +46,6 @@ import dataclasses
 import hashlib
 import json
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -277,7 +276,7 @@ class LPFT(FineTune):
         if self.config.lp_solver != "lbfgs":
             return
         from cliptune import features
-        from cliptune.methods.linear_probe import fit_logistic, search_c
+        from cliptune.methods.linear_probe import cross_validated_c, fit_logistic
         if not self.uses_head():
             raise RuntimeError("attach lp-ft to the training classes before training")
         x = features.image_features(self.net_clip(), train_set)  # clean, frozen at init
@@ -286,9 +285,7 @@ class LPFT(FineTune):
         if self.config.lp_C is not None:
             self.probe_search = {"C": float(self.config.lp_C), "how": "fixed by config"}
         else:
-            folds = min(4, int(np.bincount(train_set.labels, minlength=n).min()))
-            self.probe_search = (search_c(x, y, n, self.config.lp_c_grid, None, folds)
-                                 if folds >= 2 else {"C": 1.0, "how": "fallback (one shot)"})
+            self.probe_search = cross_validated_c(x, y, n, self.config.lp_c_grid)
         w, b = fit_logistic(x, y, n, self.probe_search["C"])
         self.head_weight.data.copy_(w.to(self.head_weight.device))
         self.head_bias.data.copy_(b.to(self.head_bias.device))

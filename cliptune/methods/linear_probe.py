@@ -189,6 +189,20 @@ def search_c(x, y, n_classes: int, grid, val=None, folds: int = 4, seed: int = 0
     return {"C": best, "accuracy": table[best], "table": sorted(table.items()), "how": how}
 
 
+def cross_validated_c(x, y, n_classes: int, grid, folds: int = 4, fallback: float = 1.0,
+                      seed: int = 0, bias: bool = True, max_iter: int = 200,
+                      refine_steps: int = 3) -> dict:
+    """:func:`search_c` by stratified cross-validation on (x, y), with at most ``folds`` folds
+    (no more than the rarest class has images); with one image per class, nothing can be
+    held out and C is ``fallback``, which the returned ``how`` says."""
+    folds = min(folds, int(np.bincount(np.asarray(y.cpu() if torch.is_tensor(y) else y),
+                                       minlength=n_classes).min()))
+    if folds >= 2:
+        return search_c(x, y, n_classes, grid, None, folds, seed, bias, max_iter, refine_steps)
+    return {"C": float(fallback), "accuracy": float("nan"), "table": [],
+            "how": "fallback: one shot per class and no validation set"}
+
+
 class LinearProbe(base.Method):
     name = "linear-probe"
     Config = LinearProbeConfig
@@ -275,14 +289,11 @@ class LinearProbe(base.Method):
             self.search = search_c(x, y, n, cfg.c_grid, val, bias=cfg.bias, max_iter=cfg.max_iter,
                                    refine_steps=cfg.refine_steps)
         else:
-            folds = min(cfg.cv_folds, int(np.bincount(train_set.labels, minlength=n).min()))
-            if folds >= 2:
-                self.search = search_c(x, y, n, cfg.c_grid, None, folds, cfg.cv_seed, cfg.bias,
-                                       cfg.max_iter, cfg.refine_steps)
-            else:
-                self.search = {"C": float(cfg.C_fallback), "accuracy": float("nan"),
-                               "table": [], "how": "fallback: one shot per class and no "
-                               "validation set (use_validation_set gives one)"}
+            self.search = cross_validated_c(x, y, n, cfg.c_grid, cfg.cv_folds, cfg.C_fallback,
+                                            cfg.cv_seed, cfg.bias, cfg.max_iter,
+                                            cfg.refine_steps)
+            if self.search["how"].startswith("fallback"):
+                self.search["how"] += " (use_validation_set gives one)"
         w, b = fit_logistic(x, y, n, self.search["C"], cfg.bias, cfg.max_iter)
         self.weight.data = w.to(self.weight.device)
         self.bias.data = (b if cfg.bias else torch.zeros_like(b)).to(self.weight.device)

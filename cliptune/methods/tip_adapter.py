@@ -269,12 +269,13 @@ def train_and_search(name: str, clip, train_set, val_set, seed: int = 1, train_c
                      grid: dict | None = None, **method_cfg):
     """``protocols.train_method`` (cache, and training for Tip-Adapter-F; checkpoints reused),
     then the alpha/beta search on ``val_set`` under ``clip``. Cheap and deterministic, so
-    notebook 07 gets the same module by calling it again. Returns (method, search result)."""
+    notebook 07 gets the same module by calling it again. Returns (method, search result);
+    the result also holds the training ``history`` (empty for the training-free cache)."""
     from cliptune import protocols
     if name not in ("tip-adapter", "tip-adapter-f"):
         raise ValueError(f"train_and_search is for tip-adapter and tip-adapter-f, not {name!r}")
-    method, _ = protocols.train_method(name, clip, train_set, seed, train_cfg, **method_cfg)
+    method, history = protocols.train_method(name, clip, train_set, seed, train_cfg, **method_cfg)
     method.use_training_images(train_set)  # also after a checkpoint load: rebuilds may need them
     result = method.search_hyperparameters(features.image_features(clip, val_set),
                                            val_set.labels, grid)
-    return method, result
+    return method, {**result, "history": history}

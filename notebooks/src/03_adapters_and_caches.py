@@ -99,11 +99,6 @@ print(f"{MODEL_OLD}: embed dim {methods.model_widths(clip.model)['embed dim']}, 
 #   steps. The convergence table below is the evidence that these schedules plateau.
 
 # %%
-# method -> (paper epochs, paper batch); linear-probe-zs is the workbook's own (as 07's probe)
-PAPER = {"coop": (200, 32), "clip-adapter": (200, 32), "tip-adapter-f": (20, 256),
-         "linear-probe-zs": (20, 32), "linear-probe": (20, 32)}
-
-
 def recipe(method: str, n_images: int | None = None) -> train.TrainConfig:
     """The recipe per method (notebook 07 uses the same, so checkpoints are shared); with
     ``n_images``, the epochs for that training set (``train.budget``)."""
@@ -115,9 +110,8 @@ def recipe(method: str, n_images: int | None = None) -> train.TrainConfig:
                                 lr=2e-3 if method == "clip-adapter" else 1e-2)
     else:  # CoOp: Dassl's SGD recipe
         cfg = train.TrainConfig(epochs=20, batch_size=32, lr=2e-3)
-    if n_images is not None and method in PAPER:
-        epochs, batch = PAPER[method]
-        cfg = train.budget(cfg, epochs, n_images, cfg.epochs / epochs, MIN_STEPS, batch)
+    if n_images is not None:  # the paper's schedule, scaled (train.PAPER_SCHEDULES)
+        cfg = train.paper_budget(method, cfg, n_images, MIN_STEPS)
     return dataclasses.replace(cfg, max_steps=3) if FAST_DEV_RUN else cfg
 
 
@@ -200,7 +194,8 @@ for task in TASKS:
 RUN_CONFIG = {"experiment": "few-shot", "model": MODEL_OLD, "tasks": TASKS, "shots": SHOTS,
               "seeds": SEEDS, "methods": METHODS, "fast": FAST_DEV_RUN,
               "recipes": {m: dataclasses.asdict(recipe(registered(m)[0])) for m in METHODS},
-              "min_steps": MIN_STEPS, "paper": PAPER}
+              "min_steps": MIN_STEPS,
+              "paper": {m: s for m, s in train.PAPER_SCHEDULES.items() if m in METHODS}}
 results.record(EXPERIMENT, RUN_CONFIG, fs_rows)
 pd.Series(timings).round(1).to_frame("seconds (train + test, all runs)")
 

@@ -76,12 +76,6 @@ zoo = {name: models.load_clip(name) for name in (OLD,) + tuple(UPDATES)}
 # (numbers are then meaningless: it only checks the pipeline).
 
 # %%
-# method -> (paper epochs, paper batch)
-PAPER = {"coop": (200, 32), "kgcoop": (100, 128), "contcoop": (200, 32), "cocoop": (10, 1),
-         "maple": (5, 4), "restore": (10, 4), "ivlp": (5, 4), "clip-adapter": (200, 32),
-         "tip-adapter-f": (20, 256), "linear-probe": (20, 32)}
-
-
 def recipe(method: str, n_images: int | None = None) -> train.TrainConfig:
     if method in ("maple", "restore", "ivlp"):
         cfg = train.TrainConfig(epochs=4, batch_size=32, lr=3.5e-3)
@@ -94,17 +88,16 @@ def recipe(method: str, n_images: int | None = None) -> train.TrainConfig:
         cfg = train.TrainConfig(epochs=20, batch_size=32, lr=2e-3 if method == "clip-adapter" else 1e-2)
     else:  # CoOp's lr 2e-3 at batch 32, scaled linearly to batch 128: a quarter of the steps
         cfg = train.TrainConfig(epochs=20, batch_size=128, lr=8e-3)
-    if n_images is not None and method in PAPER:  # tip-adapter trains nothing
-        epochs, batch = PAPER[method]
-        cfg = train.budget(cfg, epochs, n_images, cfg.epochs / epochs, MIN_STEPS, batch)
+    if n_images is not None:  # the paper's schedule, scaled (train.PAPER_SCHEDULES)
+        cfg = train.paper_budget(method, cfg, n_images, MIN_STEPS)
     return dataclasses.replace(cfg, max_steps=3) if FAST_DEV_RUN else cfg
 
 
 pd.DataFrame({m: {k: v for k, v in dataclasses.asdict(recipe(m)).items()
                   if k in ("epochs", "batch_size", "lr", "optimizer", "max_steps")}
-              | {"paper epochs": PAPER.get(m, ("-",))[0], "paper batch": PAPER.get(m, ("", "-"))[1],
-                 **{f"epochs on {t}": recipe(m, SHOTS * len(data.tiny(t, "train").classnames)).epochs
-                    for t in TASKS}}
+              | dict(zip(("paper epochs", "paper batch"), train.PAPER_SCHEDULES.get(m, ("-", "-"))))
+              | {f"epochs on {t}": recipe(m, SHOTS * len(data.tiny(t, "train").classnames)).epochs
+                 for t in TASKS}
               for m in METHODS}).T
 
 # %% [markdown]
@@ -124,10 +117,9 @@ def train_on(method, clip, task, train_set, seed):
     cfg = recipe(method, len(train_set))
     if method in ("tip-adapter", "tip-adapter-f"):
         val = tip_adapter.validation_split(data.tiny(task, "train"), train_set, min(SHOTS, 4), seed)
-        module, _ = tip_adapter.train_and_search(method, clip, train_set, val, seed, cfg)
-        if method == "tip-adapter-f":  # the history of the run just trained (or loaded)
-            histories[task, method, seed, clip.name] = protocols.train_method(
-                method, clip, train_set, seed, cfg)[1]
+        module, found = tip_adapter.train_and_search(method, clip, train_set, val, seed, cfg)
+        if found["history"]:  # Tip-Adapter-F's training run (the cache trains nothing)
+            histories[task, method, seed, clip.name] = found["history"]
         return module
     module, hist = protocols.train_method(method, clip, train_set, seed, cfg,
                                           **CHOSEN.get(method, {}))
@@ -181,7 +173,9 @@ for task in TASKS:
                                         "seeds": SEEDS, "methods": METHODS, "shots": SHOTS,
                                         "fast": FAST_DEV_RUN,
                                         "recipes": {m: dataclasses.asdict(recipe(m)) for m in METHODS},
-                                        "min_steps": MIN_STEPS, "paper": PAPER},
+                                        "min_steps": MIN_STEPS,
+                                        "paper": {m: s for m, s in train.PAPER_SCHEDULES.items()
+                                                  if m in METHODS}},
                    rows))
 pd.DataFrame(timings).groupby("method").seconds.sum().round(1).to_frame("seconds (total)")
 
