@@ -54,6 +54,10 @@ class Recipe:
     warmup_frac: float = 0.05
     text_from: str | None = None  # EVA-CLIP style: text tower initialised from this generation
     stem: str = "conv"  # "conv": a small convolutional stem in place of the patch embedding
+    # SLIP-style image self-supervision: weight of a SimCLR loss between two views of each
+    # image (0 = plain CLIP). It teaches the image tower what the captions under-describe.
+    ssl_weight: float = 0.0
+    ssl_temperature: float = 0.1
 
 
 V2_MIX = (("photo", 0.62), ("sketch", 0.14), ("cartoon", 0.12), ("painting", 0.08),
@@ -150,6 +154,56 @@ def augment(x: torch.Tensor, gen: torch.Generator, shift: int = 2) -> torch.Tens
     dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
     h, w = x.shape[-2:]
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
+def ssl_view(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A second view for the self-supervised term, SimCLR-style but sized for 32 px: a random
+    resized crop (area 50-100%, aspect 3/4-4/3), flip, brightness, contrast and per-channel
+    gains, and grey in 20% of views. Colour is distorted, not removed, so the colour task keeps
+    what the captions teach."""
+    n = x.shape[0]
+    area = 0.5 + 0.5 * torch.rand(n, generator=gen)
+    aspect = torch.exp((torch.rand(n, generator=gen) - 0.5) * 2 * math.log(4 / 3))
+    sx, sy = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
+    tx, ty = ((1 - sx) * (2 * torch.rand(n, generator=gen) - 1),
+              (1 - sy) * (2 * torch.rand(n, generator=gen) - 1))
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx * flip, tx, sy, ty
+    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = (0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=gen)).to(x)
+    gain = (0.7 + 0.6 * torch.rand(n, 3, 1, 1, generator=gen)).to(x)
+    shift = (0.4 * (torch.rand(n, 1, 1, 1, generator=gen) - 0.5)).to(x)
+    x = (x - mean) * contrast * gain + mean + shift
+    grey = (torch.rand(n, generator=gen) < 0.2).view(-1, 1, 1, 1).to(x.device)
+    return torch.where(grey, x.mean(dim=1, keepdim=True).expand_as(x), x)
+
+
+class SSLHead(torch.nn.Module):
+    """SLIP's projection MLP on top of the image embedding (not part of the saved CLIP)."""
+
+    def __init__(self, dim: int, hidden: int = 256, out: int = 64, seed: int = 0):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the global RNG alone
+            torch.manual_seed(seed)
+            self.net = torch.nn.Sequential(torch.nn.Linear(dim, hidden),
+                                           torch.nn.BatchNorm1d(hidden), torch.nn.ReLU(),
+                                           torch.nn.Linear(hidden, out))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def simclr_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent over 2N views: each view's positive is the other view of its image."""
+    z = F.normalize(torch.cat([z1, z2]), dim=-1)
+    n = len(z1)
+    sim = z @ z.T / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
 
 
 # --------------------------------------------------------------------------- loading
@@ -477,8 +531,14 @@ def pretrain(name: str, steps: int | None = None, progress: bool = True,
         model.load_state_dict({**model.state_dict(), **{k: parent[k] for k in text_keys}})
     model = model.to(dev).train()
     tokens = _open_clip().get_tokenizer(recipe.config)(captions)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    head = None
+    if recipe.ssl_weight > 0:
+        dim = model.text_projection.shape[1]
+        head = SSLHead(dim, seed=recipe.seed).to(dev).train()
+    named = list(model.named_parameters()) + \
+        ([(f"ssl.{n}", p) for n, p in head.named_parameters()] if head is not None else [])
+    decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6)
@@ -486,7 +546,7 @@ def pretrain(name: str, steps: int | None = None, progress: bool = True,
     history = {"step": [], "loss": [], "lr": [], "curve": []}
     start = 0
     if ckpt.exists():
-        start, history = _resume(ckpt, model, opt)
+        start, history = _resume(ckpt, model, opt, head)
     warmup = int(recipe.warmup_frac * total)
     # the learning curve of the image tower (skipped for runs shorter than one curve interval)
     probe = _CurveProbe(model, recipe.config) if curve_every and total >= curve_every else None
@@ -496,12 +556,18 @@ def pretrain(name: str, steps: int | None = None, progress: bool = True,
     for step in bar:
         gen = runtime.generator(recipe.seed, "pretrain", name, step)
         idx = torch.randint(0, len(images), (recipe.batch_size,), generator=gen)
-        x = augment(tiny_pixels(images[idx.numpy()]), gen).to(dev)
+        raw = tiny_pixels(images[idx.numpy()])
+        x = augment(raw, gen).to(dev)
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, total, recipe.lr, warmup)
         with runtime.autocast(dev):
             img, txt, scale = model(x, tokens[idx].to(dev))[:3]
             loss = clip_loss(img.float(), txt.float(), scale.float())
+            if head is not None:
+                img2 = model.encode_image(ssl_view(raw, gen).to(dev))
+                ssl = simclr_loss(head(img.float()), head(F.normalize(img2.float(), dim=-1)), recipe.ssl_temperature)
+                history.setdefault("ssl_loss", []).append(ssl.item())
+                loss = loss + recipe.ssl_weight * ssl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -519,7 +585,7 @@ def pretrain(name: str, steps: int | None = None, progress: bool = True,
         if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < total:
             history["seconds"] = time.time() - t0 + history.get("seconds", 0.0)
             t0 = time.time()
-            _checkpoint(ckpt, model, opt, step + 1, history)
+            _checkpoint(ckpt, model, opt, step + 1, history, head)
     history["seconds"] = time.time() - t0 + history.get("seconds", 0.0)
     out = ZOO_DIR / f"{name}.safetensors"
     digest = save_weights(model.state_dict(), out,
@@ -553,14 +619,17 @@ def load_partial(path) -> dict:
                          "restart that run from the beginning") from err
 
 
-def _checkpoint(path, model, opt, step, history):
+def _checkpoint(path, model, opt, step, history, head=None):
     save_partial(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "step": step, "history": history})
+                        "step": step, "history": history,
+                        **({"ssl_head": head.state_dict()} if head is not None else {})})
 
 
-def _resume(path, model, opt):
+def _resume(path, model, opt, head=None):
     state = load_partial(path)
     model.load_state_dict(state["model"])
+    if head is not None:
+        head.load_state_dict(state["ssl_head"])
     opt.load_state_dict(state["optimizer"])
     return state["step"], state["history"]
 

@@ -48,10 +48,13 @@ def test_build_tiny_is_deterministic():
         assert torch.equal(va, vb), k
 
 
-def test_pretrain_is_deterministic_and_resumes(monkeypatch, tmp_path):
+@pytest.mark.parametrize("ssl_weight", [0.0, 0.5])
+def test_pretrain_is_deterministic_and_resumes(monkeypatch, tmp_path, ssl_weight):
     # a miniature recipe: 6 steps, checkpoint at 3; interrupted run resumes to the same weights
+    # (with the self-supervised term, its head and BatchNorm statistics resume too)
     monkeypatch.setattr(models, "ZOO_DIR", tmp_path)
-    recipe = models.Recipe("tiny-test", corpus_size=64, steps=6, batch_size=16)
+    recipe = models.Recipe("tiny-test", corpus_size=64, steps=6, batch_size=16,
+                           ssl_weight=ssl_weight)
     monkeypatch.setitem(models.ZOO, "tiny-test", recipe)
     models.pretrain("tiny-test", progress=False, checkpoint_every=3)
     first = models.load_weights(tmp_path / "tiny-test.safetensors")
@@ -59,8 +62,7 @@ def test_pretrain_is_deterministic_and_resumes(monkeypatch, tmp_path):
     assert manifest["tiny-test"]["sha256"] == models.sha256(tmp_path / "tiny-test.safetensors")
     # interrupted after 3 steps: keep the partial checkpoint, then resume
     (tmp_path / "tiny-test.safetensors").unlink()
-    monkeypatch.setitem(models.ZOO, "tiny-test", models.Recipe("tiny-test", corpus_size=64,
-                                                               steps=6, batch_size=16))
+    monkeypatch.setitem(models.ZOO, "tiny-test", recipe)
     real_checkpoint = models._checkpoint
 
     def checkpoint_then_stop(*args):
@@ -75,6 +77,25 @@ def test_pretrain_is_deterministic_and_resumes(monkeypatch, tmp_path):
     resumed = models.load_weights(tmp_path / "tiny-test.safetensors")
     for k in first:
         assert torch.allclose(first[k], resumed[k], atol=1e-6), k
+
+
+def test_simclr_loss_rewards_matching_views():
+    z = torch.eye(8)  # eight orthogonal embeddings
+    matched = models.simclr_loss(z, z.clone(), temperature=0.1)
+    shuffled = models.simclr_loss(z, z[torch.arange(8).roll(1)], temperature=0.1)
+    assert matched < 0.01 < shuffled
+    # a known value: every view equally similar to all others -> log(2N - 1)
+    same = models.simclr_loss(torch.ones(4, 3), torch.ones(4, 3), temperature=0.1)
+    assert torch.isclose(same, torch.log(torch.tensor(7.0)), atol=1e-5)
+
+
+def test_ssl_view_is_seeded_and_changes_the_image():
+    x = torch.randn(5, 3, 32, 32)
+    a = models.ssl_view(x, torch.Generator().manual_seed(0))
+    b = models.ssl_view(x, torch.Generator().manual_seed(0))
+    c = models.ssl_view(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, c)
+    assert not torch.allclose(a, x)
 
 
 def test_zoo_manifest_matches_committed_weights():

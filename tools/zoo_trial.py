@@ -7,6 +7,7 @@ into OUT_DIR, never into data/zoo. The run checkpoints and resumes like `make zo
 history (loss and the zero-shot / probe curve every 500 steps) lands in OUT_DIR.
 """
 import argparse
+import dataclasses
 import json
 import pathlib
 
@@ -16,6 +17,8 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("out", type=pathlib.Path)
 parser.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE")
 parser.add_argument("--recipe", default="tiny-v1")
+parser.add_argument("--recipe-set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a field of the recipe (e.g. ssl_weight=1.0)")
 parser.add_argument("--steps", type=int, default=None)
 args = parser.parse_args()
 for item in args.set:
@@ -23,8 +26,15 @@ for item in args.set:
     if not hasattr(world, knob):
         parser.error(f"--set {item}: cliptune.world has no knob {knob!r}")
     setattr(world, knob, type(getattr(world, knob))(value))
+fields = {}
+for item in args.recipe_set:
+    field, _, value = item.partition("=")
+    if not hasattr(models.ZOO[args.recipe], field):
+        parser.error(f"--recipe-set {item}: the recipe has no field {field!r}")
+    fields[field] = type(getattr(models.ZOO[args.recipe], field))(value)
+models.ZOO[args.recipe] = dataclasses.replace(models.ZOO[args.recipe], **fields)
 args.out.mkdir(parents=True, exist_ok=True)
-(args.out / "knobs.json").write_text(json.dumps(args.set))
+(args.out / "knobs.json").write_text(json.dumps(args.set + args.recipe_set))
 models.ZOO_DIR = args.out
 history = models.pretrain(args.recipe, steps=args.steps, progress=False)
 print(json.dumps(history["curve"], indent=1))
