@@ -145,3 +145,165 @@ def interactive(fn, note: str, **controls):
     bundle["text/plain"] = f"[interactive: {note}; needs a live kernel. The figure above is its " \
                            "static copy.]"
     display(bundle, raw=True)
+
+
+# ---- figures-a helpers
+# Shared by notebooks 00-03: lines that stay visible when they overlap, few-shot curves on a
+# log2 axis with reference lines, y ranges that do not blow small differences up, and tick
+# labels that never run together.
+
+LINE_STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)),
+               (0, (3, 1, 3, 1, 1, 1)))
+MARKERS = "osD^vPX*h<>"
+
+
+def distinct_lines(ax, curves, n_markers: int = 8, **kwargs):
+    """Draw ``curves`` ({label: (x, y)}) so that every line stays visible when they overlap.
+
+    Each line gets its own line style and marker; the markers sit at ``n_markers`` positions
+    staggered from line to line, so that a line drawn exactly on top of another still shows
+    its markers between the other's. Every line is named in the legend. Returns the axes."""
+    import numpy as np
+    n = max(len(curves), 1)
+    for k, (label, (x, y)) in enumerate(curves.items()):
+        x = np.asarray(x)
+        step = max(1, len(x) // n_markers)
+        start = (k * step) // n  # stagger: line k's markers fall between line k-1's
+        ax.plot(x, y, linestyle=LINE_STYLES[k % len(LINE_STYLES)],
+                marker=MARKERS[k % len(MARKERS)], markevery=(start, step), markersize=5,
+                label=str(label), zorder=3 + k, **{"lw": 1.5, **kwargs})
+    ax.legend(fontsize=8)
+    return ax
+
+
+def honest_ylim(ax, min_span: float = 10.0, floor: float | None = None,
+                ceiling: float | None = None):
+    """Widen the y range to at least ``min_span`` (in the data's units) about its centre.
+
+    Matplotlib fits the y axis to the data, so a spread of half a point fills the whole
+    height and looks like a large effect. This keeps the current limits when they are wider
+    already and never goes below ``floor`` or above ``ceiling`` (e.g. 0 and 100 for an
+    accuracy). Returns the new (low, high)."""
+    lo, hi = ax.get_ylim()
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+        if floor is not None and lo < floor:
+            lo, hi = floor, floor + min_span
+        if ceiling is not None and hi > ceiling:
+            lo, hi = ceiling - min_span, ceiling
+        if floor is not None:
+            lo = max(lo, floor)
+        ax.set_ylim(lo, hi)
+    return ax.get_ylim()
+
+
+def shot_curves(ax, df, x: str = "shots", y: str = "value", hue: str = "method",
+                references=None, order=None, err: str = "sd", dodge: float = 0.06,
+                min_span: float = 10.0, legend: str = "best"):
+    """Few-shot curves: mean of ``y`` per ``x`` (shots) for each ``hue``, with error bars over
+    the seeds (``err``: "sd" or "ci", as in :func:`lines_with_errorbars`).
+
+    The x axis is log2 with exactly the shot counts as ticks. Each method has its own marker
+    and line style, and is shifted sideways by a little (``dodge``, in log2 units, centred on
+    the true position) so that overlapping error bars stay apart. ``references``
+    ({label: value}, e.g. zero-shot) are horizontal lines in the legend. The y range spans
+    at least ``min_span`` points (:func:`honest_ylim`), so differences of a fraction of a point
+    do not fill the panel. ``legend``: a location, "outside" (to the right of the axes) or
+    None. Returns the axes."""
+    import numpy as np
+    if err not in ("sd", "ci"):
+        raise ValueError(f"err={err!r}: use 'sd' or 'ci'")
+    missing = [c for c in (x, y, hue) if c not in df.columns]
+    if missing:
+        raise ValueError(f"columns {missing} not in the frame (columns: {list(df.columns)})")
+    names = list(order) if order is not None else list(dict.fromkeys(df[hue]))
+    shots = sorted(df[x].unique())
+    if not shots or min(shots) <= 0:
+        raise ValueError(f"shot counts must be positive for a log2 axis, got {shots}")
+    for k, name in enumerate(names):
+        g = df[df[hue] == name].groupby(x)[y].agg(["mean", "std", "count"]).reset_index()
+        spread = g["std"].fillna(0.0)
+        if err == "ci":
+            spread = 1.96 * spread / np.sqrt(g["count"].clip(lower=1))
+        shift = (k - (len(names) - 1) / 2) * dodge
+        ax.errorbar(g[x] * 2.0 ** shift, g["mean"], yerr=spread,
+                    marker=MARKERS[k % len(MARKERS)], markersize=5, capsize=3, linewidth=1.4,
+                    linestyle=LINE_STYLES[k % len(LINE_STYLES)], label=str(name), zorder=3 + k)
+    grey = ("0.45", "0.0", "0.7")
+    for k, (label, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color=grey[k % len(grey)], linestyle=(0, (1, 1 + k)), linewidth=1.3,
+                   label=str(label), zorder=2)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(shots, [f"{s:g}" for s in shots])
+    ax.minorticks_off()
+    ax.set_xlim(min(shots) / 2 ** 0.4, max(shots) * 2 ** 0.4)
+    ax.set_xlabel(f"{x} per class (log2 scale)" if x == "shots" else x)
+    honest_ylim(ax, min_span, floor=0.0, ceiling=100.0)
+    title = f"bars: {'±1 sd' if err == 'sd' else '95% CI'} over seeds"
+    if legend == "outside":
+        ax.legend(fontsize=7, title=title, title_fontsize=7, loc="upper left",
+                  bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    elif legend:
+        ax.legend(fontsize=7, title=title, title_fontsize=7, loc=legend)
+    return ax
+
+
+def readable_ticks(ax, axis: str = "x", width: int = 10, rotation: float = 30,
+                   fontsize: float | None = None):
+    """Wrap long tick labels at ``width`` characters and rotate them (right-aligned), so that
+    neighbouring labels never run together. Returns the axes."""
+    import matplotlib.pyplot as plt
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    plt.setp(target.get_majorticklabels(), visible=True)  # catplot hides inner panels' labels
+    labels = [_wrap(t.get_text(), width) for t in target.get_ticklabels()]
+    ticks = target.get_ticklocs()
+    kw = {"fontsize": fontsize} if fontsize else {}
+    if axis == "x":
+        ax.set_xticks(ticks, labels, rotation=rotation, ha="right" if rotation else "center",
+                      rotation_mode="anchor", **kw)
+    else:
+        ax.set_yticks(ticks, labels, rotation=rotation, **kw)
+    return ax
+
+
+def overlapping_ticks(ax, axis: str = "x") -> list[tuple[str, str]]:
+    """Pairs of neighbouring tick labels that are drawn over each other (empty when readable).
+
+    Unrotated labels overlap when their boxes do. Labels rotated by the same angle are
+    parallel strips: two run together when the distance between their anchors, measured
+    across the text, is less than the height of the text block."""
+    import math
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    shown = [t for t in target.get_ticklabels() if t.get_visible() and t.get_text()]
+    pairs = []
+    for a, b in zip(shown, shown[1:]):
+        angle = math.radians(a.get_rotation() % 180)
+        if abs(math.sin(angle)) < 1e-6 or abs(math.cos(angle)) < 1e-6:
+            if a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)):
+                pairs.append((a.get_text(), b.get_text()))
+            continue
+        pa = a.get_transform().transform(a.get_position())
+        pb = b.get_transform().transform(b.get_position())
+        gap = abs((pb[0] - pa[0]) * math.sin(angle)) if axis == "x" else \
+            abs((pb[1] - pa[1]) * math.cos(angle))
+        lines = max(a.get_text().count("\n"), b.get_text().count("\n")) + 1
+        _, h, _ = renderer.get_text_width_height_descent("Ag", a.get_fontproperties(), False)
+        if gap < h * (1 + 1.2 * (lines - 1)):
+            pairs.append((a.get_text(), b.get_text()))
+    return pairs
+
+
+def legend_misses(ax) -> list[str]:
+    """Labels of the lines and error-bar containers drawn on ``ax`` that its legend (or the
+    figure's legend) does not name; empty when every line is in a legend."""
+    drawn = [l.get_label() for l in ax.get_lines() if not l.get_label().startswith("_")]
+    drawn += [c.get_label() for c in ax.containers if not c.get_label().startswith("_")]
+    named = set()
+    for leg in [ax.get_legend(), *ax.figure.legends]:
+        if leg is not None:
+            named |= {t.get_text() for t in leg.get_texts()}
+    return [d for d in drawn if d not in named]

@@ -168,11 +168,11 @@ print(f"the zoo on disk: {zoo_mb:.0f} MiB of safetensors for {len(GENERATIONS)} 
 manifest = json.loads((models.ZOO_DIR / "manifest.json").read_text())
 hists = {n: json.loads((models.ZOO_DIR / f"{n}.history.json").read_text()) for n in GENERATIONS}
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
-for (name, hist), style in zip(hists.items(), ("-", "--", "-.", ":")):
-    loss = pd.Series(hist["loss"]).rolling(50, min_periods=1).mean()
-    axes[0].plot(hist["step"], loss, style, label=name, lw=1.6)
+# three generations share a recipe, so their loss curves lie on top of each other: distinct
+# line styles and staggered markers keep every one visible
+plots.distinct_lines(axes[0], {n: (h["step"], pd.Series(h["loss"]).rolling(50, min_periods=1)
+                                   .mean()) for n, h in hists.items()})
 axes[0].set(title="contrastive loss (50-step mean)", xlabel="step", ylabel="loss")
-axes[0].legend()
 curve = pd.DataFrame([{"model": n, **c} for n, h in hists.items() for c in h.get("curve", [])])
 if len(curve):
     long = curve.melt(id_vars=["model", "step", "seconds"], var_name="what", value_name="top1")
@@ -206,14 +206,19 @@ gaps = pd.DataFrame([{"trial": label, "knobs": " ".join(t["knobs"]), "step": c["
                      for task in ("shapes", "objects", "textures")])
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), sharey=True)
 for ax, (task, g) in zip(axes, gaps.groupby("task")):
-    for (label, knobs), gg in g.groupby(["trial", "knobs"]):
-        ax.plot(gg.step, gg["probe minus zero-shot"], marker="o", label=f"{label}: {knobs}")
+    plots.distinct_lines(ax, {f"{label}: {knobs}": (gg.step, gg["probe minus zero-shot"])
+                              for (label, knobs), gg in g.groupby(["trial", "knobs"])},
+                         n_markers=20)  # a marker on every logged step
+    ax.get_legend().remove()
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(title=task, xlabel="pretraining step")
 axes[0].set_ylabel("probe minus zero-shot (points)")
-axes[-1].legend(fontsize=7, loc="upper left")
 fig.suptitle("trial runs: the room between frozen features and zero-shot, while they train",
              fontsize=10)
+fig.tight_layout()
+# one legend for the three panels, below them, where it hides no point
+fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, -0.01),
+           fontsize=8, title="trial: caption knobs", title_fontsize=8)
 plots.save(fig, "00_caption_trials")
 plt.show()
 print("caption knobs of the zoo:", world.caption_knobs())

@@ -103,10 +103,13 @@ for name, clip in zoo.items():
 results.record("01_zero_shot", {"experiment": "domains", "models": MODELS, "tasks": TASKS},
                rows)
 domains_df = pd.DataFrame(rows)
-g = sns.catplot(data=domains_df, x="domain", y="value", hue="eval_model", col="dataset",
-                kind="bar", height=2.6, aspect=0.9, col_wrap=min(5, len(TASKS)))
+g = sns.catplot(data=domains_df.rename(columns={"eval_model": "model"}), x="domain", y="value",
+                hue="model", col="dataset", kind="bar", height=2.8, aspect=1.0,
+                col_wrap=min(5, len(TASKS)))
 g.set_axis_labels("", "top-1 (%)")
 g.set_titles("{col_name}")
+for ax in g.axes.flat:  # five domain names side by side run together unless rotated
+    plots.readable_ticks(ax, rotation=35)
 plots.save(g.figure, "01_domains_and_versions")
 plt.show()
 

@@ -249,7 +249,7 @@ for ax, task in zip(axes[0], TASKS):
                  f"new {zs['new']:.1f}, HM {zs['hm']:.1f})", fontsize=10)
     ax.set_xlabel("")
     ax.set_ylabel("points vs zero-shot")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title="bars: ±1 sd over seeds", title_fontsize=8)
 fig.tight_layout()
 plots.save(fig, "02_base_to_new")
 plt.show()
@@ -423,10 +423,11 @@ curve_convergence = convergence.report(
 # %%
 curve = this_run(curve_config)
 fig, ax = plt.subplots(figsize=(5.2, 3.4))
-plots.lines_with_errorbars(curve, "shots", "value", "method", ax=ax)
-ax.set_xscale("log", base=2)
-ax.set_xticks(list(CURVE_SHOTS), [str(s) for s in CURVE_SHOTS])
-ax.set_xlabel("shots per class")
+# zero-shot does not depend on the shots: one reference line, not a curve with error bars;
+# the y range spans at least ten points so that a fraction of a point does not fill the panel
+plots.shot_curves(ax, curve[curve.method != "zero-shot"],
+                  references={"zero-shot (hand-made prompt)":
+                              curve[curve.method == "zero-shot"].value.mean()})
 ax.set_ylabel("top-1 (%)")
 ax.set_title(f"{CURVE_TASK}: CoOp few-shot curve ({clip.key})")
 plots.save(fig, "02_few_shot_curve")
@@ -474,6 +475,7 @@ sns.barplot(data=dg, x="domain", y="value", hue="method", order=("photo",) + tup
             errorbar="sd", ax=ax)
 ax.set_ylabel("top-1 (%)")
 ax.set_xlabel("")
+ax.legend(fontsize=8, title="bars: ±1 sd over seeds", title_fontsize=8)
 ax.set_title(f"{CURVE_TASK}: prompts trained on photos, tested on every domain")
 plots.save(fig, "02_domains")
 plt.show()

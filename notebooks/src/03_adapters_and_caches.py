@@ -219,23 +219,25 @@ print(zero_shot.round(1).to_string())
 display_table
 
 # %%
-fig, axes = plt.subplots(1, len(TASKS), figsize=(5.2 * len(TASKS), 3.8), squeeze=False)
-for ax, task in zip(axes[0], TASKS):
-    part = summary[summary.dataset == task]
-    for label, marker in zip(METHODS, "osD^vPX*"):
-        m = part[part.method == label].sort_values("shots")
-        ax.errorbar(m.shots, m["mean"], yerr=m["std"], marker=marker, capsize=3, label=label,
-                    linestyle="--" if label == "coop" else "-")
-    ax.axhline(zero_shot[(task, "zero-shot")], color="grey", linestyle=":",
-               label="zero-shot (1 template)")
-    ax.axhline(zero_shot[(task, "zero-shot (ensemble)")], color="black", linestyle=":",
-               label="zero-shot (ensemble)")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(list(SHOTS), [str(s) for s in SHOTS])
-    ax.set_xlabel("shots per class")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{task} ({len(data.tiny(task, 'test').classnames)} classes), {MODEL_OLD}")
-axes[0][-1].legend(fontsize=7, loc="lower right")
+# top row: the whole range; bottom row: the same curves in a stated ten-point window around
+# zero-shot, where most methods lie on top of each other at full range
+DETAIL = 10
+fig, axes = plt.subplots(2, len(TASKS), figsize=(5.2 * len(TASKS), 6.4), squeeze=False,
+                         sharex=True)
+for j, task in enumerate(TASKS):
+    refs = {"zero-shot (1 template)": zero_shot[(task, "zero-shot")],
+            "zero-shot (ensemble)": zero_shot[(task, "zero-shot (ensemble)")]}
+    for i, ax in enumerate(axes[:, j]):
+        plots.shot_curves(ax, fs[(fs.dataset == task) & (fs.shots > 0)], references=refs,
+                          order=METHODS, legend="outside" if (i, j) == (0, len(TASKS) - 1)
+                          else None)
+        ax.set_ylabel("test accuracy (%)")
+    axes[0, j].set_title(f"{task} ({len(data.tiny(task, 'test').classnames)} classes), "
+                         f"{MODEL_OLD}")
+    axes[0, j].set_xlabel("")
+    mid = sum(refs.values()) / len(refs)
+    axes[1, j].set_ylim(mid - DETAIL / 2, mid + DETAIL / 2)
+    axes[1, j].set_title(f"detail: the {DETAIL} points around zero-shot", fontsize=9)
 fig.tight_layout()
 plots.save(fig, "03_few_shot_curves")
 plt.show()
@@ -360,7 +362,8 @@ for i, label in enumerate(order):
 ax.set_xticks(range(len(domains)), domains)
 ax.set_ylabel("test accuracy (%)")
 ax.set_title(f"{task}: modules trained on {DOMAIN_SHOTS}-shot photos, tested on each domain")
-ax.legend(fontsize=7, ncol=2, loc="upper right")
+ax.legend(fontsize=7, ncol=2, loc="upper right", title="bars: ±1 sd over seeds",
+          title_fontsize=7)
 fig.tight_layout()
 plots.save(fig, "03_domain_shift")
 plt.show()
