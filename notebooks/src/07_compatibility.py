@@ -219,12 +219,20 @@ heat = common.pivot_table(index="method", columns="eval_model", values="gain ove
 heat.insert(0, f"on {OLD} (own model)", own[own.dataset.isin(COMMON_TASKS)]
             .groupby("method")["gain over zero-shot"].mean())
 heat = heat.loc[[m for m in METHODS if m in heat.index]]
-fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(heat) + 1.6))
+# the spread over seeds: each seed's gain averaged over the common tasks, then its std
+per_seed = pd.concat([common, own[own.dataset.isin(COMMON_TASKS)]
+                      .assign(eval_model=heat.columns[0])])
+spread = (per_seed.groupby(["method", "eval_model", "seed"])["gain over zero-shot"].mean()
+          .groupby(["method", "eval_model"]).std().unstack().reindex_like(heat))
+fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(heat) + 1.6))
 plots.diverging_heatmap(heat, limit=10, label="accuracy minus that model's zero-shot (points)",
                         ax=ax)
+plots.annotate_spread(ax, spread)
 ax.set_title(f"gain over zero-shot: trained on {OLD}, evaluated on each model\n"
-             f"(mean over seeds and the tasks {', '.join(COMMON_TASKS)})", fontsize=9)
+             f"(mean over the tasks {', '.join(COMMON_TASKS)}; under it ±1 sd over seeds)",
+             fontsize=9)
 ax.set_ylabel("")
+plt.setp(ax.get_xticklabels(), rotation=0, ha="center")  # three columns: room to stand upright
 plots.save(fig, "07_compatibility_heatmap")
 plt.show()
 
