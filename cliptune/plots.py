@@ -167,8 +167,8 @@ def mean_sd_points(ax, frame, x: str, y: str, by, colour_of=None, marker_of=None
     g = frame.groupby(by, sort=False)[[x, y]].agg(["mean", "std", "count"])
     rows = []
     for key, r in g.iterrows():
-        k = key if isinstance(key, tuple) and len(by) > 1 else (key[0] if isinstance(key, tuple)
-                                                                 else key)
+        parts = key if isinstance(key, tuple) else (key,)
+        k = parts if len(by) > 1 else parts[0]  # what the caller's functions receive
         xm, ym = r[(x, "mean")], r[(y, "mean")]
         xs, ys = (0.0 if pd.isna(r[(x, "std")]) else r[(x, "std")],
                   0.0 if pd.isna(r[(y, "std")]) else r[(y, "std")])
@@ -178,7 +178,7 @@ def mean_sd_points(ax, frame, x: str, y: str, by, colour_of=None, marker_of=None
         ax.scatter(xm, ym, s=size, color=colour, marker=marker_of(k) if marker_of else "o",
                    edgecolor="k", linewidth=0.6, zorder=3,
                    label=label_of(k) if label_of else str(k))
-        rows.append({**dict(zip(by, k if isinstance(k, tuple) else (k,))), f"{x}_mean": xm,
+        rows.append({**dict(zip(by, parts)), f"{x}_mean": xm,
                      f"{x}_sd": xs, f"{y}_mean": ym, f"{y}_sd": ys,
                      "n": int(r[(x, "count")])})
     return pd.DataFrame(rows)
@@ -257,8 +257,9 @@ def same_limits(ax, pad: float = 2.0, diagonal: bool = False):
 def captioned_grid(images, captions, ncols: int = 5, width: int = 26, scale: float = 1.9,
                    titles=None, fontsize: float = 6.5):
     """A grid of uint8 images, each with its caption wrapped (``width`` characters a line)
-    beneath it and an optional bold title above (e.g. the class it was retrieved for).
-    Returns the figure."""
+    beneath it and an optional bold title above (e.g. the class it was retrieved for). An image
+    given as None leaves its cell empty, so that each row can hold one group. Returns the
+    figure."""
     import textwrap
 
     import matplotlib.pyplot as plt
@@ -274,6 +275,8 @@ def captioned_grid(images, captions, ncols: int = 5, width: int = 26, scale: flo
     for ax in axes.flat:
         ax.axis("off")
     for i, im in enumerate(images):
+        if im is None:
+            continue
         ax = axes.flat[i]
         ax.imshow(im)
         ax.text(0.5, -0.04, wrapped[i], transform=ax.transAxes, ha="center", va="top",

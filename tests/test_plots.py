@@ -127,3 +127,11 @@ def test_procrustes_align_undoes_a_rotation_only():
     assert np.allclose(b, 2 * a)
     with pytest.raises(ValueError, match="shape"):
         analysis.procrustes_align(x, x[:10])
+
+
+def test_captioned_grid_leaves_a_cell_empty_for_none():
+    import matplotlib.pyplot as plt
+    images = [np.zeros((4, 4, 3), np.uint8), None, np.zeros((4, 4, 3), np.uint8)]
+    fig = plots.captioned_grid(images, ["a", "", "c"], ncols=3)
+    assert [len(ax.images) for ax in fig.axes] == [1, 0, 1]
+    plt.close("all")

@@ -296,6 +296,7 @@ wise_mean[["ID", "OOD mean", "other tasks"]].round(1).unstack("alpha")
 # %%
 CURVE_COLS = ("ID", "OOD mean", "other tasks")
 wise_sd = wise_seed.groupby(["method", "alpha"]).std().fillna(0.0)  # over seeds
+SEEDS_TEXT = ", ".join(map(str, SEEDS))
 # one shared accuracy axis: a change of five points looks the same in every panel
 fig_wise, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True, sharey=True)
 for ax, col in zip(axes, CURVE_COLS):
@@ -306,7 +307,7 @@ for ax, col in zip(axes, CURVE_COLS):
     ax.set_title(col if col != "ID" else f"ID ({FT_TASK} photo)")
     ax.set_xlabel("WiSE-FT α (0 = zero-shot, 1 = fine-tuned)")
 axes[0].set_ylabel("top-1 (%)")
-axes[0].legend(fontsize=8, title=f"bars: ±1 sd over seeds {SEEDS}", title_fontsize=7)
+axes[0].legend(fontsize=8, title=f"bars: ±1 sd over seeds {SEEDS_TEXT}", title_fontsize=7)
 fig_wise.tight_layout()
 plots.save(fig_wise, "05_wise_ft_curves")
 plt.show()
@@ -358,7 +359,7 @@ plots.mean_sd_points(ax, by_order, "photo", "OOD mean", "method", colour_of=COLO
 plots.same_limits(ax, pad=3)  # one range on both axes: the slopes are not stretched
 ax.set_xlabel(f"ID top-1 (%), {FT_TASK} photos")
 ax.set_ylabel("OOD top-1 (%), mean of " + ", ".join(DOMAINS))
-ax.set_title(f"effective robustness (bars: ±1 sd over seeds {SEEDS})")
+ax.set_title(f"effective robustness (bars: ±1 sd over seeds {SEEDS_TEXT})")
 ax.legend(fontsize=7, loc="upper left")
 plots.save(fig, "05_effective_robustness")
 plt.show()
@@ -370,7 +371,9 @@ plt.show()
 # anchors are retrieved from the `retrieval` corpus (never a pretraining scene, never a test
 # image: candidates are checked against the hashes of every test image) and keep their own
 # captions; the claims table at the end measures how many of them name a colour, a texture or
-# a count, words that "a photo of a {class}" never contains.
+# a count, words that "a photo of a {class}" never contains. The figure shows the first
+# retrieved pairs of every class, one row per class: each image over the caption it keeps,
+# titled with the class it was retrieved for.
 
 # %%
 arf = trained[("arf", SEEDS[0])]
@@ -385,14 +388,17 @@ for c, cap in list(zip(anchors.best_class, anchors.captions))[:6]:
 print("rich captions of fine-tuning images:")
 for cap in arf.train_captions[:3]:
     print("  ", cap)
-# the first few retrieved pairs of every class, one row per class, each image over its own
-# caption (what ARF trains on), titled with the class it was retrieved for
+# the first few retrieved pairs of every class that has any, one row per class (an empty cell
+# where it has fewer), each image over its own caption (what ARF trains on)
 PER_CLASS = 4
-pick = [i for c in range(len(train_set.classnames))
-        for i in np.flatnonzero(anchors.best_class == c)[:PER_CLASS]]
-fig = plots.captioned_grid([anchors.images[i] for i in pick],
-                           [f"“{anchors.captions[i]}”" for i in pick],
-                           titles=[f"retrieved for: {train_set.classnames[anchors.best_class[i]]}"
+pick = [(ids[j] if j < len(ids) else None)
+        for ids in (np.flatnonzero(anchors.best_class == c)[:PER_CLASS]
+                    for c in range(len(train_set.classnames))) if len(ids)
+        for j in range(PER_CLASS)]
+fig = plots.captioned_grid([None if i is None else anchors.images[i] for i in pick],
+                           ["" if i is None else f"“{anchors.captions[i]}”" for i in pick],
+                           titles=["" if i is None else "retrieved for: "
+                                   f"{train_set.classnames[anchors.best_class[i]]}"
                                    for i in pick], ncols=PER_CLASS)
 plots.save(fig, "05_retrieved_anchors")
 plt.show()
