@@ -99,3 +99,42 @@ def aligned_umap(embeddings, n_neighbors: int = 15, min_dist: float = 0.1,
                                 category=UserWarning)
         reducer.fit(arrays, relations=relations)
     return [np.asarray(e) for e in reducer.embeddings_]
+
+
+def procrustes_align(x, y):
+    """``y`` [N, D] rotated onto ``x`` [N, D] (same rows = same inputs): both are centred and
+    ``y`` is turned by the orthogonal R minimising ||y R - x|| (no scaling, no shear), so what
+    is left between the two is the drift a change of basis cannot explain. Returns the centred
+    ``x`` and the rotated, centred ``y`` as float64 arrays."""
+    x, y = _np(x), _np(y)
+    if x.shape != y.shape:
+        raise ValueError(f"procrustes_align needs two [N, D] sets of one shape, got {x.shape} "
+                         f"and {y.shape}")
+    x, y = x - x.mean(0), y - y.mean(0)
+    u, _, vt = np.linalg.svd(y.T @ x)
+    return x, y @ (u @ vt)
+
+
+def shared_layout(embeddings, n_neighbors: int = 15, min_dist: float = 0.1,
+                  random_state: int = 0, n_epochs: int | None = None):
+    """2-D layouts of the same points embedded by several models, in ONE coordinate system.
+
+    Each model's [N, D] set is rotated onto the first's (:func:`procrustes_align`), then a
+    single UMAP is fitted to all of them stacked, so a point that moved between versions lands
+    in a different place and one that did not stays put: drift stays visible (aligned UMAP,
+    which pulls the layouts together, hides part of it). Returns a list of [N, 2] arrays."""
+    import umap
+    arrays = [_np(e) for e in embeddings]
+    n = len(arrays[0])
+    if any(a.shape != arrays[0].shape for a in arrays):
+        raise ValueError("every model must embed the same points in one width: shapes "
+                         f"{[a.shape for a in arrays]}")
+    ref = arrays[0] - arrays[0].mean(0)
+    stacked = np.concatenate([ref] + [procrustes_align(ref, a)[1] for a in arrays[1:]])
+    reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine",
+                        random_state=random_state, n_epochs=n_epochs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="n_jobs value .* overridden to 1",
+                                category=UserWarning)
+        flat = np.asarray(reducer.fit_transform(stacked))
+    return [flat[i * n:(i + 1) * n] for i in range(len(arrays))]

@@ -307,3 +307,191 @@ def legend_misses(ax) -> list[str]:
         if leg is not None:
             named |= {t.get_text() for t in leg.get_texts()}
     return [d for d in drawn if d not in named]
+
+# ---- figures-b helpers
+# Used by notebooks 04-07: points with error bars over seeds, labels that do not overlap, equal
+# axis ranges, images with their captions, drift arrows, heatmap cells with their spread.
+
+def mean_sd_points(ax, frame, x: str, y: str, by, colour_of=None, marker_of=None,
+                   label_of=None, size: float = 60.0):
+    """One point per group of ``frame`` (its rows are seeds): the mean of ``x`` and ``y``, with
+    error bars of ±1 standard deviation on both axes (none where a group has one row).
+
+    ``by``: a column or list of columns; ``colour_of``, ``marker_of``, ``label_of``: functions
+    of the group key giving the colour, marker and legend label (default: C0, "o", the key).
+    Returns a DataFrame with one row per group: the key columns, x and y means and sds, n."""
+    import pandas as pd
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in (*by, x, y) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"columns {missing} not in the frame (columns: {list(frame.columns)})")
+    g = frame.groupby(by, sort=False)[[x, y]].agg(["mean", "std", "count"])
+    rows = []
+    for key, r in g.iterrows():
+        parts = key if isinstance(key, tuple) else (key,)
+        k = parts if len(by) > 1 else parts[0]  # what the caller's functions receive
+        xm, ym = r[(x, "mean")], r[(y, "mean")]
+        xs, ys = (0.0 if pd.isna(r[(x, "std")]) else r[(x, "std")],
+                  0.0 if pd.isna(r[(y, "std")]) else r[(y, "std")])
+        colour = colour_of(k) if colour_of else "C0"
+        ax.errorbar(xm, ym, xerr=xs, yerr=ys, fmt="none", ecolor=colour, elinewidth=1.0,
+                    capsize=2.5, alpha=0.8, zorder=2)
+        ax.scatter(xm, ym, s=size, color=colour, marker=marker_of(k) if marker_of else "o",
+                   edgecolor="k", linewidth=0.6, zorder=3,
+                   label=label_of(k) if label_of else str(k))
+        rows.append({**dict(zip(by, parts)), f"{x}_mean": xm,
+                     f"{x}_sd": xs, f"{y}_mean": ym, f"{y}_sd": ys,
+                     "n": int(r[(x, "count")])})
+    return pd.DataFrame(rows)
+
+
+def label_points(ax, x, y, labels, fontsize: float = 7, radii=(10, 18, 28, 40, 54),
+                 colours=None):
+    """Write ``labels`` beside the points (x, y) without the labels overlapping each other or
+    covering a point: each label tries offsets on growing circles around its point (in screen
+    points) and takes the first free place; a label placed away from its point gets a thin
+    leader line. A small stand-in for adjustText (no new dependency). Returns the annotations."""
+    import numpy as np
+    from matplotlib.text import Text
+    x, y, labels = np.asarray(x, float), np.asarray(y, float), [str(s) for s in labels]
+    if not (len(x) == len(y) == len(labels)):
+        raise ValueError(f"x, y and labels differ in length: {len(x)}, {len(y)}, {len(labels)}")
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    pts = ax.transData.transform(np.column_stack([x, y])) if len(x) else np.zeros((0, 2))
+    scale = fig.dpi / 72.0
+    taken = [(px - 4 * scale, py - 4 * scale, px + 4 * scale, py + 4 * scale) for px, py in pts]
+    angles = np.deg2rad([30, 150, 210, 330, 90, 270, 0, 180, 60, 120, 240, 300])
+    out = []
+    for i in np.argsort(-pts[:, 1]) if len(pts) else []:
+        text = ax.annotate(labels[i], (x[i], y[i]), xytext=(0, 0), textcoords="offset points",
+                           fontsize=fontsize, color=colours[i] if colours is not None else "k",
+                           ha="center", va="center", zorder=5,
+                           arrowprops=dict(arrowstyle="-", lw=0.5, color="0.45", shrinkB=3))
+        ext = Text.get_window_extent(text, renderer)  # the words only, not the leader line
+        w, h = ext.width, ext.height
+        best = None
+        for r in radii:
+            for a in angles:
+                dx, dy = r * np.cos(a) * scale, r * np.sin(a) * scale
+                cx, cy = pts[i, 0] + dx + np.sign(np.round(dx, 6)) * w / 2, pts[i, 1] + dy
+                box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+                if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                           for b in taken):
+                    best = (box, cx - pts[i, 0], cy - pts[i, 1], r)
+                    break
+            if best:
+                break
+        if best is None:  # crowded: the farthest place, overlapping if it must
+            cx, cy = pts[i, 0] + radii[-1] * scale + w / 2, pts[i, 1]
+            best = ((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), cx - pts[i, 0], 0.0,
+                    radii[-1])
+        box, ox, oy, r = best
+        taken.append(box)
+        text.xyann = (ox / scale, oy / scale)
+        # a leader line only where the label stands away from its point
+        text.arrow_patch.set_visible(bool(r > radii[0]))
+        out.append(text)
+    return out
+
+
+def same_limits(ax, pad: float = 2.0, diagonal: bool = False):
+    """Give the x and y axes the same range (the union of both data ranges, ``pad`` either
+    side) and an equal aspect, so that a slope of 1 looks like one: neither accuracy is
+    stretched to look larger than the other. ``diagonal`` draws y = x. Returns (low, high)."""
+    import numpy as np
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    data = ax.dataLim  # what was drawn (relim would forget scatter points)
+    lo = min(data.x0, data.y0) - pad
+    hi = max(data.x1, data.y1) + pad
+    if not np.isfinite([lo, hi]).all():
+        lo, hi = min(x0, y0), max(x1, y1)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal", adjustable="box")
+    if diagonal:
+        ax.plot([lo, hi], [lo, hi], color="0.7", lw=0.8, ls=":", label="y = x", zorder=1)
+    return lo, hi
+
+
+def captioned_grid(images, captions, ncols: int = 5, width: int = 26, scale: float = 1.9,
+                   titles=None, fontsize: float = 6.5):
+    """A grid of uint8 images, each with its caption wrapped (``width`` characters a line)
+    beneath it and an optional bold title above (e.g. the class it was retrieved for). An image
+    given as None leaves its cell empty, so that each row can hold one group. Returns the
+    figure."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+    if len(images) != len(captions):
+        raise ValueError(f"{len(images)} images but {len(captions)} captions")
+    wrapped = ["\n".join(textwrap.wrap(str(c), width)) or str(c) for c in captions]
+    lines = max([w.count("\n") + 1 for w in wrapped] or [1])
+    n = len(images)
+    nrows = max(1, (n + ncols - 1) // ncols)
+    cap_h = 0.13 * lines * fontsize / 6.5
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * (scale + cap_h)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, im in enumerate(images):
+        if im is None:
+            continue
+        ax = axes.flat[i]
+        ax.imshow(im)
+        ax.text(0.5, -0.04, wrapped[i], transform=ax.transAxes, ha="center", va="top",
+                fontsize=fontsize, linespacing=1.15)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=fontsize + 0.5, fontweight="bold", pad=2)
+    fig.subplots_adjust(wspace=0.08, hspace=0.25 + cap_h / scale)
+    return fig
+
+
+def drift_arrows(ax, start, end, colours, labels=None, width: float = 1.2):
+    """Arrows from ``start`` [N, 2] to ``end`` [N, 2] (e.g. each class's centroid in the old
+    version and in an update, in one shared layout), one colour each; ``labels`` names the
+    arrows at their start. Returns the arrow patches."""
+    import numpy as np
+    start, end = np.asarray(start, float), np.asarray(end, float)
+    if start.shape != end.shape or start.ndim != 2 or start.shape[1] != 2:
+        raise ValueError(f"start and end must both be [N, 2], got {start.shape}, {end.shape}")
+    out = []
+    for i in range(len(start)):
+        out.append(ax.annotate("", end[i], xytext=start[i],
+                               arrowprops=dict(arrowstyle="-|>", lw=width, color=colours[i],
+                                               mutation_scale=9, shrinkA=0, shrinkB=0),
+                               zorder=4))
+    ax.update_datalim(np.vstack([start, end]))
+    ax.autoscale_view()
+    return out
+
+
+def annotate_spread(ax, spread, fmt: str = "{:+.1f}", spread_fmt: str = "±{:.1f}"):
+    """Rewrite the cell texts of a :func:`diverging_heatmap` on ``ax`` as the value over its
+    spread (e.g. the standard deviation over seeds, a table of the heatmap's shape): "+0.8" on
+    one line, "±0.3" under it. A value that rounds to zero is written without a sign, so that
+    no cell reads "-0.0". Returns the texts."""
+    import numpy as np
+    spread = np.asarray(spread, dtype=float)
+    texts = list(ax.texts)
+    if len(texts) != spread.size:
+        raise ValueError(f"{len(texts)} cells on the axes but a spread table of {spread.size}")
+    ncols = spread.shape[1]
+    for k, t in enumerate(texts):
+        s = spread[k // ncols, k % ncols]
+        value = t.get_text()
+        try:
+            v = float(value)
+            value = fmt.format(v)
+            if float(value) == 0:
+                value = fmt.replace("+", "").format(0.0)
+        except ValueError:
+            pass  # "n/a": no spread either
+        else:
+            if np.isfinite(s):
+                value += "\n" + spread_fmt.format(s)
+        t.set_text(value)
+        t.set_fontsize(6.5)
+        t.set_linespacing(1.0)
+    return texts

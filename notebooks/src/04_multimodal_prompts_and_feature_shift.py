@@ -326,8 +326,9 @@ ablation_04
 # %% [markdown]
 # ## A · Shift per block, text against image
 #
-# Hidden-state shift $\Delta^l$ on the new classes (mean over tasks and seeds). The last point
-# of each line is the final-embedding shift.
+# Hidden-state shift $\Delta^l$ on the new classes (mean over tasks and seeds, error bars one
+# standard deviation over those runs). The last point of each line is the final-embedding
+# shift.
 
 # %%
 rows = []
@@ -347,13 +348,15 @@ fig, axes = plt.subplots(1, len(ORDER), figsize=(3.2 * len(ORDER), 3.0), sharey=
 for ax, method in zip(axes, ORDER):
     sub = per_layer[per_layer.method == method]
     for modality, colour in (("text", "C0"), ("vision", "C1")):
-        m = sub[sub.modality == modality].groupby("block")["shift"].mean().reindex(blocks)
-        ax.plot(range(len(blocks)), m.values, "o-", color=colour, label=modality)
+        m = sub[sub.modality == modality].groupby("block")["shift"].agg(["mean", "std"])
+        m = m.reindex(blocks)
+        ax.errorbar(range(len(blocks)), m["mean"], yerr=m["std"].fillna(0), fmt="o-",
+                    color=colour, capsize=2.5, ms=4, label=modality)
     ax.set_xticks(range(len(blocks)), blocks)
     ax.set_title(method, fontsize=10)
     ax.set_xlabel("block")
 axes[0].set_ylabel("relative feature shift Δ")
-axes[0].legend()
+axes[0].legend(title="bars: ±1 sd over tasks × seeds", title_fontsize=7, fontsize=8)
 fig.suptitle("A · feature shift per block (hidden-state measure, new classes)", y=1.03)
 plots.save(fig, "04_shift_per_layer")
 plt.show()
@@ -435,24 +438,39 @@ results.record(EXPERIMENT + "_traces", {"task": TRACE_TASK, "every": TRACE_EVERY
 # %% [markdown]
 # ## B · Cross-modal gap against new-class accuracy
 #
-# Large markers: the finished runs (every task and seed), the gap measured on the final
-# embeddings of the new classes. Small markers: the traced runs during training. RESTORE's
-# claim predicts a negative slope.
+# Large markers: the finished runs, one point per method and task at the mean over seeds with
+# error bars of one standard deviation on both axes; the gap is measured on the final
+# embeddings of the new classes. Small markers joined by thin lines: the traced runs during
+# training. The accuracy axis runs up to 100 so that no difference looks larger than it is.
+# RESTORE's claim predicts a negative slope.
 
 # %%
-fig, ax = plt.subplots(figsize=(6.4, 4.2))
+fig, ax = plt.subplots(figsize=(7.0, 4.6))
 final = wide.reset_index()
 colours = {m: f"C{i}" for i, m in enumerate(ORDER)}
 markers = {t: mk for t, mk in zip(TASKS, "os^D")}
-for (method, task), sub in final.groupby(["method", "dataset"]):
-    ax.scatter(sub.gap_final, sub.new, s=60, color=colours[method], marker=markers[task],
-               edgecolor="k", label=f"{method} · {task}")
-for method, sub in traces.groupby("method"):
-    ax.plot(sub.gap_final, sub.new_acc, ".-", color=colours[method], alpha=0.45, lw=0.8)
+for method, sub in traces.groupby("method"):  # thin: one traced run, drawn under the means
+    ax.plot(sub.gap_final, sub.new_acc, ".-", color=colours[method], alpha=0.35, lw=0.8, ms=3)
+points = plots.mean_sd_points(ax, final, "gap_final", "new", ["method", "dataset"],
+                              colour_of=lambda k: colours[k[0]],
+                              marker_of=lambda k: markers[k[1]], label_of=lambda k: None)
+# the legend names the colours (methods), the markers (tasks) and the thin trace lines
+handles = [plt.Line2D([], [], color=colours[m], marker="o", ls="", label=m) for m in ORDER]
+handles += [plt.Line2D([], [], color="0.3", marker=markers[t], ls="", mfc="none",
+                       label=f"task: {t}") for t in TASKS]
+handles.append(plt.Line2D([], [], color="0.3", marker=".", lw=0.8, alpha=0.5,
+                          label=f"traced run during training ({TRACE_TASK}, seed {SEEDS[0]})"))
+ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+          title=f"mean ± sd over seeds {', '.join(map(str, SEEDS))}", title_fontsize=7)
+ax.set_xlim(left=min(0, ax.get_xlim()[0]))
+# up to 100 % and from a round number below the lowest point: differences keep their size
+ax.set_ylim(10 * np.floor(ax.get_ylim()[0] / 10 - 0.5), 100)
 ax.set_xlabel("cross-modal gap D = |Δ_text − Δ_image| (final embeddings, new classes)")
 ax.set_ylabel("new-class accuracy (%)")
-ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 ax.set_title("B · gap vs new-class accuracy (hidden-state measure)")
+plots.label_points(ax, points.gap_final_mean, points.new_mean,
+                   [m.split(" (")[0] for m in points.method],
+                   colours=[colours[m] for m in points.method])
 plots.save(fig, "04_gap_vs_new_accuracy")
 plt.show()
 
@@ -490,13 +508,18 @@ for method, ls in (("MaPLe", "-"), ("RESTORE", "--")):
                  label=method)
 update_step = (trace_cfg.epochs // 3 + 1) * spe
 for ax in axes:
-    ax.axvline(update_step, color="grey", ls=":", lw=1)
+    ax.axvline(update_step, color="grey", ls=":", lw=1, label="RESTORE ratio update")
     ax.set_xlabel("step")
     ax.legend(fontsize=7)
 axes[0].set_ylabel("final-embedding shift (hidden-state)")
 axes[1].set_ylabel("relative Gram norm (code proxy)")
 axes[2].set_ylabel("new-class accuracy (%)")
-fig.suptitle(f"C · training dynamics on {TRACE_TASK} (seed {SEEDS[0]})", y=1.02)
+# whole tens and at least twenty points: a one-point wiggle must not look like a trend
+acc = traces.loc[traces.method.isin(["MaPLe", "RESTORE"]), "new_acc"]
+axes[2].set_ylim(max(0, 10 * np.floor(acc.min() / 10) - 10),
+                 min(100, 10 * np.ceil(acc.max() / 10) + 10))
+fig.tight_layout()
+fig.suptitle(f"C · training dynamics on {TRACE_TASK} (seed {SEEDS[0]})", y=1.04)
 plots.save(fig, "04_shift_dynamics")
 plt.show()
 

@@ -295,15 +295,19 @@ wise_mean[["ID", "OOD mean", "other tasks"]].round(1).unstack("alpha")
 
 # %%
 CURVE_COLS = ("ID", "OOD mean", "other tasks")
-fig_wise, axes = plt.subplots(1, 3, figsize=(13, 3.4), sharex=True)
+wise_sd = wise_seed.groupby(["method", "alpha"]).std().fillna(0.0)  # over seeds
+SEEDS_TEXT = ", ".join(map(str, SEEDS))
+# one shared accuracy axis: a change of five points looks the same in every panel
+fig_wise, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True, sharey=True)
 for ax, col in zip(axes, CURVE_COLS):
     for name in WISE_METHODS:
-        m = wise_mean.loc[LABELS[name]]
-        ax.plot(m.index, m[col], marker="o", label=LABELS[name], color=COLOURS[LABELS[name]])
+        m, s = wise_mean.loc[LABELS[name]], wise_sd.loc[LABELS[name]]
+        ax.errorbar(m.index, m[col], yerr=s[col], marker="o", ms=4, capsize=2.5,
+                    label=LABELS[name], color=COLOURS[LABELS[name]])
     ax.set_title(col if col != "ID" else f"ID ({FT_TASK} photo)")
     ax.set_xlabel("WiSE-FT α (0 = zero-shot, 1 = fine-tuned)")
-    ax.set_ylabel("top-1 (%)")
-axes[0].legend(fontsize=8)
+axes[0].set_ylabel("top-1 (%)")
+axes[0].legend(fontsize=8, title=f"bars: ±1 sd over seeds {SEEDS_TEXT}", title_fontsize=7)
 fig_wise.tight_layout()
 plots.save(fig_wise, "05_wise_ft_curves")
 plt.show()
@@ -333,26 +337,30 @@ plots.interactive(show_alpha, "the WiSE-FT α slider", alpha=slider)
 # %% [markdown]
 # ## Effective robustness
 #
-# Each point is one method (mean over seeds): in-distribution accuracy against the mean over
-# the shifted domains; the lines are the WiSE-FT paths from zero-shot ($\alpha = 0$) to each
-# fine-tuned model. A method above the line joining zero-shot and FT gains robustness
-# *beyond* what its ID accuracy predicts.
+# Each point is one method (mean over seeds, error bars one standard deviation):
+# in-distribution accuracy against the mean over the shifted domains; the dotted lines are the
+# WiSE-FT paths from zero-shot ($\alpha = 0$) to each fine-tuned model. A method above the
+# dashed line joining zero-shot and FT gains robustness *beyond* what its ID accuracy
+# predicts. Both axes share one range, so a slope is shown as it is.
 
 # %%
-fig, ax = plt.subplots(figsize=(6, 4.6))
+fig, ax = plt.subplots(figsize=(6.4, 6.4))
+zs_pt, ft_pt = mean.loc["zero-shot", ["photo", "OOD mean"]], mean.loc["FT", ["photo", "OOD mean"]]
+# the baseline of effective robustness: the line through zero-shot and FT (no gain beyond ID)
+ax.axline(tuple(zs_pt), tuple(ft_pt), color="0.4", ls="--", lw=1,
+          label="zero-shot → FT line (effective robustness 0)")
 for name in WISE_METHODS:
     m = wise_mean.loc[LABELS[name]]
-    ax.plot(m["ID"], m["OOD mean"], "-", alpha=0.6, linewidth=1.2, color=COLOURS[LABELS[name]])
-for label in ORDER:
-    ax.scatter(mean.loc[label, "photo"], mean.loc[label, "OOD mean"], s=60, label=label,
-               zorder=3, color=COLOURS[label])
-    ax.errorbar(mean.loc[label, "photo"], mean.loc[label, "OOD mean"],
-                xerr=std.loc[label, "photo"], yerr=std.loc[label, "OOD mean"], fmt="none",
-                ecolor="grey", linewidth=0.8, zorder=2)
+    ax.plot(m["ID"], m["OOD mean"], ":", marker=".", alpha=0.7, lw=1.2,
+            color=COLOURS[LABELS[name]], label=f"WiSE-FT path, {LABELS[name]}")
+by_order = per_seed.reset_index().sort_values("method", key=lambda m: m.map(ORDER.index))
+plots.mean_sd_points(ax, by_order, "photo", "OOD mean", "method", colour_of=COLOURS.get,
+                     label_of=lambda k: f"{k} (mean ± sd)")
+plots.same_limits(ax, pad=3)  # one range on both axes: the slopes are not stretched
 ax.set_xlabel(f"ID top-1 (%), {FT_TASK} photos")
 ax.set_ylabel("OOD top-1 (%), mean of " + ", ".join(DOMAINS))
-ax.set_title("effective robustness (lines: WiSE-FT paths)")
-ax.legend(fontsize=8)
+ax.set_title(f"effective robustness (bars: ±1 sd over seeds {SEEDS_TEXT})")
+ax.legend(fontsize=7, loc="upper left")
 plots.save(fig, "05_effective_robustness")
 plt.show()
 
@@ -363,7 +371,9 @@ plt.show()
 # anchors are retrieved from the `retrieval` corpus (never a pretraining scene, never a test
 # image: candidates are checked against the hashes of every test image) and keep their own
 # captions; the claims table at the end measures how many of them name a colour, a texture or
-# a count, words that "a photo of a {class}" never contains.
+# a count, words that "a photo of a {class}" never contains. The figure shows the first
+# retrieved pairs of every class, one row per class: each image over the caption it keeps,
+# titled with the class it was retrieved for.
 
 # %%
 arf = trained[("arf", SEEDS[0])]
@@ -378,8 +388,18 @@ for c, cap in list(zip(anchors.best_class, anchors.captions))[:6]:
 print("rich captions of fine-tuning images:")
 for cap in arf.train_captions[:3]:
     print("  ", cap)
-fig = plots.image_grid(anchors.images[:20], [f"{train_set.classnames[c]}" for c in
-                                            anchors.best_class[:20]], ncols=10)
+# the first few retrieved pairs of every class that has any, one row per class (an empty cell
+# where it has fewer), each image over its own caption (what ARF trains on)
+PER_CLASS = 4
+pick = [(ids[j] if j < len(ids) else None)
+        for ids in (np.flatnonzero(anchors.best_class == c)[:PER_CLASS]
+                    for c in range(len(train_set.classnames))) if len(ids)
+        for j in range(PER_CLASS)]
+fig = plots.captioned_grid([None if i is None else anchors.images[i] for i in pick],
+                           ["" if i is None else f"“{anchors.captions[i]}”" for i in pick],
+                           titles=["" if i is None else "retrieved for: "
+                                   f"{train_set.classnames[anchors.best_class[i]]}"
+                                   for i in pick], ncols=PER_CLASS)
 plots.save(fig, "05_retrieved_anchors")
 plt.show()
 

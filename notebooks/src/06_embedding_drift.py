@@ -3,7 +3,7 @@
 #
 # **What you will learn.** What changes in the embedding space when CLIP is updated: the same
 # images and class prompts embedded by `tiny-v1` and by its two updates, laid out side by side
-# with aligned UMAP; drift measured with rotation-invariant numbers (linear CKA, orthogonal
+# in one shared map; drift measured with rotation-invariant numbers (linear CKA, orthogonal
 # Procrustes residual, k-NN overlap) per class and per domain; and whether the classes that
 # drift most are the ones where prompts trained on v1 stop working on the update.
 #
@@ -33,6 +33,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 from scipy import stats
+from sklearn.decomposition import PCA
 
 from cliptune import analysis, data, evaluate, methods, models, plots, protocols, results, runtime
 
@@ -48,7 +49,7 @@ zoo = {name: models.load_clip(name) for name in VERSIONS}
 #
 # Test images of a subset of the classes in each domain, plus one class prompt
 # ("a photo of a {class}.") per class. Row *i* is the same input in every version, which is
-# what lets aligned UMAP tie the layouts together (identity relations).
+# what lets the figures below follow each input from one version to the next.
 
 # %%
 full = data.tiny(TASK, "test")
@@ -150,43 +151,91 @@ print(f"The totals above mix both sides. Its text side stayed closer to {OLD}'s 
       "survive better there, whatever the image side did.")
 
 # %% [markdown]
-# ## Aligned UMAP of the three versions
+# ## One map of the three versions
 #
-# One panel per version on shared axes; colour = class, marker = domain (crosses are the
-# class prompts). AlignedUMAP keeps each panel faithful to its own version's neighbourhoods
-# while pulling the same point to similar places across panels, so what moves is what
-# changed. A fixed `random_state` makes the layout reproducible.
+# Two versions embed the same inputs in unrelated coordinates, so each update is first turned
+# onto `tiny-v1` by the best rotation (orthogonal Procrustes, `analysis.procrustes_align`:
+# no scaling, nothing else), then ONE UMAP is fitted to all three versions' points together
+# (`analysis.shared_layout`). A point that did not move lands where its v1 copy is; a point
+# whose neighbourhood changed lands elsewhere. One panel per version on the same axes; colour
+# = class, marker = domain, stars = class prompts; v1's points are drawn in light grey under
+# each update. (Aligned UMAP, which pulls the panels towards each other, hid this drift.) A
+# fixed `random_state` makes the layout reproducible.
 
 # %%
-layouts = analysis.aligned_umap([emb[v].numpy() for v in VERSIONS], n_neighbors=N_NEIGHBORS,
-                                random_state=UMAP_SEED, n_epochs=60 if FAST_DEV_RUN else None)
+layouts = analysis.shared_layout([emb[v].numpy() for v in VERSIONS], n_neighbors=N_NEIGHBORS,
+                                 random_state=UMAP_SEED, n_epochs=60 if FAST_DEV_RUN else None)
 long = pd.concat([meta.assign(x=lay[:, 0], y=lay[:, 1], version=v)
                   for v, lay in zip(VERSIONS, layouts)], ignore_index=True)
-long["marker"] = long["domain"]
-g = sns.relplot(data=long, x="x", y="y", hue="class", style="marker", col="version",
-                kind="scatter", s=18, height=3.6, aspect=1.0,
-                facet_kws=dict(sharex=True, sharey=True), legend="brief")
-g.set_titles("{col_name}")
-plots.save(g.figure, "06_aligned_umap")
+palette = dict(zip(classes, sns.color_palette("husl", len(classes))))
+shapes = dict(zip(DOMAINS, "o^sD")) | {"text": "*"}
+fig, axes = plt.subplots(1, len(VERSIONS), figsize=(4.0 * len(VERSIONS), 4.2), sharex=True,
+                         sharey=True)
+for ax, v in zip(axes, VERSIONS):
+    if v != OLD:  # v1's layout underneath, so that what moved stands out
+        ax.scatter(layouts[0][:, 0], layouts[0][:, 1], s=6, color="0.85", lw=0, zorder=1)
+    sub = long[long.version == v]
+    for domain, part in sub.groupby("domain", sort=False):
+        prompt = domain == "text"  # the class prompts: few, so drawn large on top
+        ax.scatter(part.x, part.y, c=[palette[c] for c in part["class"]], marker=shapes[domain],
+                   s=90 if prompt else 8, edgecolor="k" if prompt else "none",
+                   linewidth=0.6, alpha=1.0 if prompt else 0.6, zorder=3 if prompt else 2)
+    ax.set_title(v)
+    ax.set_xticks([])
+    ax.set_yticks([])
+handles = [plt.Line2D([], [], ls="", marker="o", color=palette[c], label=c) for c in classes]
+handles += [plt.Line2D([], [], ls="", marker=shapes[d], color="0.4", mec="k" if d == "text"
+                       else "none", ms=9 if d == "text" else 5,
+                       label="class prompt" if d == "text" else f"{d} image")
+            for d in (*DOMAINS, "text")]
+handles.append(plt.Line2D([], [], ls="", marker="o", color="0.85", label=f"{OLD} (under updates)"))
+fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+           ncol=2 if len(handles) > 12 else 1, frameon=False)
+fig.suptitle(f"one UMAP of all three versions, each rotated onto {OLD} (Procrustes)", y=1.0)
+fig.tight_layout()
+plots.save(fig, "06_aligned_umap")
 plt.show()
 
 # %% [markdown]
-# ## Per-point drift
+# ## Per-class drift
 #
-# Each segment joins a point's place in v1's panel to its place in an update's panel (same
-# aligned coordinates). Long segments are points whose neighbourhood changed.
+# UMAP bends distances, so the drift of each class is drawn in a linear map instead: the
+# centroid of each class's images (and its class prompt) in v1 and in each update (rotated onto
+# v1 as above), projected by one PCA fitted to all versions' image centroids. Each arrow runs
+# from the class's place in v1 to its place in the update; a long arrow is a class that moved.
 
 # %%
-fig, axes = plt.subplots(1, len(UPDATES), figsize=(4.2 * len(UPDATES), 4), sharex=True,
+# class centroids in the full space, after rotating each update onto v1 (nothing but a change of
+# basis is removed), projected by one PCA fitted to all versions' image centroids: a linear
+# map, so an arrow's length is the real displacement seen from that plane
+aligned = {OLD: analysis.procrustes_align(emb[OLD], emb[OLD])[0]}
+aligned |= {u: analysis.procrustes_align(emb[OLD], emb[u])[1] for u in UPDATES}
+cent = {v: pd.DataFrame(a).groupby([meta.kind.to_numpy(), meta["class"].to_numpy()]).mean()
+        for v, a in aligned.items()}
+pca = PCA(2).fit(np.vstack([c.loc["image"].to_numpy() for c in cent.values()]))
+xy = {v: {k: pca.transform(c.loc[k].reindex(classes).to_numpy()) for k in ("image", "class prompt")}
+      for v, c in cent.items()}
+colours = [palette[c] for c in classes]
+fig, axes = plt.subplots(1, len(UPDATES), figsize=(5.4 * len(UPDATES), 5.0), sharex=True,
                          sharey=True, squeeze=False)
-palette = dict(zip(classes, sns.color_palette("husl", len(classes))))
-for ax, upd, lay in zip(axes[0], UPDATES, layouts[1:]):
-    start = layouts[0]
-    for i in range(len(meta)):
-        ax.plot([start[i, 0], lay[i, 0]], [start[i, 1], lay[i, 1]], lw=0.6, alpha=0.6,
-                color=palette[meta["class"][i]])
-    ax.scatter(lay[:, 0], lay[:, 1], s=5, c=[palette[c] for c in meta["class"]])
-    ax.set_title(f"{OLD} -> {upd}")
+for ax, upd in zip(axes[0], UPDATES):
+    plots.drift_arrows(ax, xy[OLD]["image"], xy[upd]["image"], colours)
+    plots.drift_arrows(ax, xy[OLD]["class prompt"], xy[upd]["class prompt"], colours, width=0.7)
+    ax.scatter(*xy[OLD]["image"].T, s=14, c=colours, edgecolor="k", lw=0.4, zorder=5)
+    ax.scatter(*xy[OLD]["class prompt"].T, marker="*", s=70, c=colours, edgecolor="k",
+               lw=0.4, zorder=5)
+    ax.set_title(f"{OLD} → {upd}")
+    ax.set_xlabel(f"PC1 ({100 * pca.explained_variance_ratio_[0]:.0f}% of centroid variance)")
+    plots.label_points(ax, *xy[upd]["image"].T, classes, fontsize=6, colours=colours)
+axes[0][0].set_ylabel(f"PC2 ({100 * pca.explained_variance_ratio_[1]:.0f}%)")
+fig.legend(handles=[
+    plt.Line2D([], [], color="0.3", marker="o", mec="k", lw=1.2,
+               label=f"class images: centroid from ● ({OLD}) to the arrow's head"),
+    plt.Line2D([], [], color="0.3", marker="*", mec="k", ms=9, lw=0.7,
+               label="class prompt: from ★ to the arrow's head")], fontsize=8, ncol=2,
+    loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
+fig.suptitle(f"per-class drift from {OLD} (each update rotated onto it, one PCA)", y=1.0)
+fig.tight_layout()
 plots.save(fig, "06_drift_segments")
 plt.show()
 
@@ -254,11 +303,27 @@ for u, r in corr.items():
                  "metric": "mean compatibility gain", "value": float(pc[pc.version == u].gain.mean())})
 results.record("06_embedding_drift", {"experiment": "drift-vs-gain", "task": TASK,
                                       "shots": SHOTS, "seed": SEED, "fast": FAST_DEV_RUN}, rows)
-g = sns.lmplot(data=pc, x="knn_overlap", y="gain", col="version", height=3.4,
-               scatter_kws=dict(s=12), line_kws=dict(color="black", lw=1))
-g.set_axis_labels("per-class k-NN overlap v1 vs update (higher = less drift)",
-                  "compatibility gain (points)")
-plots.save(g.figure, "06_drift_vs_gain")
+fig, axes = plt.subplots(1, len(UPDATES), figsize=(5.0 * len(UPDATES), 4.2), sharex=True,
+                         sharey=True, squeeze=False)
+for ax, upd in zip(axes[0], UPDATES):
+    d = pc[pc.version == upd]
+    sns.regplot(data=d, x="knn_overlap", y="gain", ax=ax, scatter_kws=dict(s=12, alpha=0.7),
+                line_kws=dict(color="black", lw=1), label="one class")
+    ax.lines[-1].set_label("least-squares fit (band: 95% CI)")
+    ax.axhline(0, color="0.5", lw=0.8, ls=":", label="no gain over zero-shot")
+    ax.set_title(f"{upd}: Spearman r = {corr[upd].statistic:+.2f} ({len(d)} classes)",
+                 fontsize=10)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    # name only the classes that gained or lost most: every name would pile up
+    ends = pd.concat([d.nsmallest(3, "gain"), d.nlargest(2, "gain")])
+    plots.label_points(ax, ends.knn_overlap, ends.gain, ends["class"], fontsize=7)
+axes[0][0].set_ylabel("compatibility gain (points)")
+axes[0][0].legend(fontsize=7, loc="lower left")
+fig.supxlabel("per-class k-NN overlap of the images, v1 vs the update (higher = less drift)",
+              fontsize=10, y=0.02)
+fig.tight_layout()
+plots.save(fig, "06_drift_vs_gain")
 plt.show()
 
 # %%

@@ -192,7 +192,10 @@ convergence_07 = convergence.report(histories, title="07 training runs")
 # %% [markdown]
 # ## Compatibility gain
 #
-# From the results store: for each method, task, seed and update, (c) − (b).
+# From the results store: for each method, task, seed and update, (c) − (b). In the heatmap the
+# colours run over a clipped range centred at zero (stated beside the colour bar); every cell
+# writes its mean and, under it, the standard deviation over seeds, so a clipped cell still
+# tells its value.
 
 # %%
 df = results.load("07_compatibility", hashes=run_hashes)  # this run's rows only
@@ -219,12 +222,20 @@ heat = common.pivot_table(index="method", columns="eval_model", values="gain ove
 heat.insert(0, f"on {OLD} (own model)", own[own.dataset.isin(COMMON_TASKS)]
             .groupby("method")["gain over zero-shot"].mean())
 heat = heat.loc[[m for m in METHODS if m in heat.index]]
-fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(heat) + 1.6))
+# the spread over seeds: each seed's gain averaged over the common tasks, then its std
+per_seed = pd.concat([common, own[own.dataset.isin(COMMON_TASKS)]
+                      .assign(eval_model=heat.columns[0])])
+spread = (per_seed.groupby(["method", "eval_model", "seed"])["gain over zero-shot"].mean()
+          .groupby(["method", "eval_model"]).std().unstack().reindex_like(heat))
+fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(heat) + 1.6))
 plots.diverging_heatmap(heat, limit=10, label="accuracy minus that model's zero-shot (points)",
                         ax=ax)
+plots.annotate_spread(ax, spread)
+sd_note = "; under it ±1 sd over seeds" if spread.notna().any().any() else ""
 ax.set_title(f"gain over zero-shot: trained on {OLD}, evaluated on each model\n"
-             f"(mean over seeds and the tasks {', '.join(COMMON_TASKS)})", fontsize=9)
+             f"(mean over the tasks {', '.join(COMMON_TASKS)}{sd_note})", fontsize=9)
 ax.set_ylabel("")
+plt.setp(ax.get_xticklabels(), rotation=0, ha="center")  # three columns: room to stand upright
 plots.save(fig, "07_compatibility_heatmap")
 plt.show()
 
