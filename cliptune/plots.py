@@ -96,6 +96,28 @@ def _wrap(label, width: int = 14) -> str:
     return "\n".join(textwrap.wrap(text, width)) or text
 
 
+def _require_columns(frame, columns) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"columns {missing} not in the frame (columns: {list(frame.columns)})")
+
+
+def _mean_and_spread(df, x: str, y: str, err: str):
+    """Per ``x``: the mean of ``y`` over the rows (seeds) and its spread, ``err`` = "sd"
+    (standard deviation) or "ci" (95% normal interval of the mean); one row has spread 0."""
+    import numpy as np
+    g = df.groupby(x)[y].agg(["mean", "std", "count"]).reset_index()
+    spread = g["std"].fillna(0.0)
+    if err == "ci":
+        spread = 1.96 * spread / np.sqrt(g["count"].clip(lower=1))
+    return g[x], g["mean"], spread
+
+
+def _check_err(err: str) -> None:
+    if err not in ("sd", "ci"):
+        raise ValueError(f"err={err!r}: use 'sd' or 'ci'")
+
+
 def lines_with_errorbars(df, x: str, y: str, hue: str, ax=None, err: str = "sd",
                          order=None, ylabel: str | None = None):
     """Mean of ``y`` against ``x`` for each ``hue``, with error bars over the rows (seeds) of
@@ -103,22 +125,15 @@ def lines_with_errorbars(df, x: str, y: str, hue: str, ax=None, err: str = "sd",
     Every line is drawn (markers distinguish overlapping ones) and named in the legend; the y
     axis is not cropped below what the error bars need. Returns the axes."""
     import matplotlib.pyplot as plt
-    import numpy as np
-    if err not in ("sd", "ci"):
-        raise ValueError(f"err={err!r}: use 'sd' or 'ci'")
-    missing = [c for c in (x, y, hue) if c not in df.columns]
-    if missing:
-        raise ValueError(f"columns {missing} not in the frame (columns: {list(df.columns)})")
+    _check_err(err)
+    _require_columns(df, (x, y, hue))
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     markers = "osD^vP*Xh<>"
     names = order or list(dict.fromkeys(df[hue]))
     for k, name in enumerate(names):
-        g = df[df[hue] == name].groupby(x)[y].agg(["mean", "std", "count"]).reset_index()
-        spread = g["std"].fillna(0.0)
-        if err == "ci":
-            spread = 1.96 * spread / np.sqrt(g["count"].clip(lower=1))
-        ax.errorbar(g[x], g["mean"], yerr=spread, marker=markers[k % len(markers)],
+        xs, mean, spread = _mean_and_spread(df[df[hue] == name], x, y, err)
+        ax.errorbar(xs, mean, yerr=spread, marker=markers[k % len(markers)],
                     markersize=5, capsize=3, linewidth=1.4, label=str(name),
                     alpha=0.9, zorder=3 + k)
     ax.set_xlabel(x)
@@ -211,23 +226,16 @@ def shot_curves(ax, df, x: str = "shots", y: str = "value", hue: str = "method",
     at least ``min_span`` points (:func:`honest_ylim`), so differences of a fraction of a point
     do not fill the panel. ``legend``: a location, "outside" (to the right of the axes) or
     None. Returns the axes."""
-    import numpy as np
-    if err not in ("sd", "ci"):
-        raise ValueError(f"err={err!r}: use 'sd' or 'ci'")
-    missing = [c for c in (x, y, hue) if c not in df.columns]
-    if missing:
-        raise ValueError(f"columns {missing} not in the frame (columns: {list(df.columns)})")
+    _check_err(err)
+    _require_columns(df, (x, y, hue))
     names = list(order) if order is not None else list(dict.fromkeys(df[hue]))
     shots = sorted(df[x].unique())
     if not shots or min(shots) <= 0:
         raise ValueError(f"shot counts must be positive for a log2 axis, got {shots}")
     for k, name in enumerate(names):
-        g = df[df[hue] == name].groupby(x)[y].agg(["mean", "std", "count"]).reset_index()
-        spread = g["std"].fillna(0.0)
-        if err == "ci":
-            spread = 1.96 * spread / np.sqrt(g["count"].clip(lower=1))
+        xs, mean, spread = _mean_and_spread(df[df[hue] == name], x, y, err)
         shift = (k - (len(names) - 1) / 2) * dodge
-        ax.errorbar(g[x] * 2.0 ** shift, g["mean"], yerr=spread,
+        ax.errorbar(xs * 2.0 ** shift, mean, yerr=spread,
                     marker=MARKERS[k % len(MARKERS)], markersize=5, capsize=3, linewidth=1.4,
                     linestyle=LINE_STYLES[k % len(LINE_STYLES)], label=str(name), zorder=3 + k)
     grey = ("0.45", "0.0", "0.7")
@@ -322,9 +330,7 @@ def mean_sd_points(ax, frame, x: str, y: str, by, colour_of=None, marker_of=None
     Returns a DataFrame with one row per group: the key columns, x and y means and sds, n."""
     import pandas as pd
     by = [by] if isinstance(by, str) else list(by)
-    missing = [c for c in (*by, x, y) if c not in frame.columns]
-    if missing:
-        raise ValueError(f"columns {missing} not in the frame (columns: {list(frame.columns)})")
+    _require_columns(frame, (*by, x, y))
     g = frame.groupby(by, sort=False)[[x, y]].agg(["mean", "std", "count"])
     rows = []
     for key, r in g.iterrows():
@@ -421,12 +427,10 @@ def captioned_grid(images, captions, ncols: int = 5, width: int = 26, scale: flo
     beneath it and an optional bold title above (e.g. the class it was retrieved for). An image
     given as None leaves its cell empty, so that each row can hold one group. Returns the
     figure."""
-    import textwrap
-
     import matplotlib.pyplot as plt
     if len(images) != len(captions):
         raise ValueError(f"{len(images)} images but {len(captions)} captions")
-    wrapped = ["\n".join(textwrap.wrap(str(c), width)) or str(c) for c in captions]
+    wrapped = [_wrap(c, width) for c in captions]
     lines = max([w.count("\n") + 1 for w in wrapped] or [1])
     n = len(images)
     nrows = max(1, (n + ncols - 1) // ncols)
