@@ -7,7 +7,11 @@ method trains (benchmarks/bench_feature_cache.py measures the difference).
 from __future__ import annotations
 
 import collections
+import hashlib
+import os
+import pathlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +19,34 @@ from cliptune import models, runtime
 
 _CACHE: "collections.OrderedDict[tuple, torch.Tensor]" = collections.OrderedDict()
 MAX_ENTRIES = 256
+
+
+def disk_dir() -> pathlib.Path | None:
+    """Where features of models loaded from a weights file persist between processes, so that
+    notebooks encoding the same test sets with the same zoo model (00, 01, 07, ...) encode them
+    once: CLIPTUNE_FEATURE_CACHE (a folder, or "off"); by default data/cache/features (not
+    committed)."""
+    value = os.environ.get("CLIPTUNE_FEATURE_CACHE", "").strip()
+    if value.lower() in ("off", "0", "false", "no"):
+        return None
+    return pathlib.Path(value) if value else runtime.DATA_DIR / "cache" / "features"
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """A hash of the image tower's current weights: a cached file is only ever read back for
+    exactly these weights, even if a loaded model was changed in place."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.visual.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _disk_path(clip: models.Clip, ds, view: int, seed: int) -> pathlib.Path | None:
+    root = disk_dir()
+    if root is None or not clip.weights_sha256 or not isinstance(ds.images, np.ndarray):
+        return None  # fine-tuned copies and image-file datasets are not persisted
+    return root / fingerprint(clip.model) / f"{ds.key}-v{view}-s{seed}.safetensors"
 
 
 def pixels(clip: models.Clip, ds, idx, view: int = 0, seed: int = 0) -> torch.Tensor:
@@ -33,6 +65,15 @@ def image_features(clip: models.Clip, ds, view: int = 0, batch_size: int = 256,
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
+    path = _disk_path(clip, ds, view, seed)
+    if path is not None and path.exists():
+        try:
+            feats = models.load_weights(path)["features"].to(clip.device)
+        except (ValueError, KeyError):  # a damaged cache file: encode again and overwrite it
+            feats = None
+        if feats is not None and len(feats) == len(ds):
+            _remember(key, feats)
+            return feats
     clip.model.eval()
     out = []
     starts = range(0, len(ds), batch_size)
@@ -44,10 +85,17 @@ def image_features(clip: models.Clip, ds, view: int = 0, batch_size: int = 256,
         with runtime.autocast(clip.device):
             out.append(clip.model.encode_image(pixels(clip, ds, list(idx), view, seed)).float())
     feats = F.normalize(torch.cat(out), dim=-1)
+    _remember(key, feats)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        models.save_weights({"features": feats.cpu().contiguous()}, path)
+    return feats
+
+
+def _remember(key, feats) -> None:
     _CACHE[key] = feats
     while len(_CACHE) > MAX_ENTRIES:
         _CACHE.popitem(last=False)
-    return feats
 
 
 def clear() -> None:

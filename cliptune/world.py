@@ -139,9 +139,15 @@ def render(scene: Scene, seed: int) -> np.ndarray:
     union = np.zeros((n, n), bool)
     angle = rng.uniform(-0.3, 0.3)
     ca, sa = math.cos(angle), math.sin(angle)
+    wobble = CARTOON_WOBBLE if domain == "cartoon" else 0.0
+    if wobble:  # drawn only when the knob is on, so other renders stay byte-identical
+        phase = rng.uniform(0, 2 * math.pi, 2)
     for (cx, cy, radius) in _placements(scene, rng):
         dx, dy = (xx - cx) / radius, (yy - cy) / radius
         u, v = ca * dx + sa * dy, -sa * dx + ca * dy
+        if wobble:  # a hand-drawn outline: the silhouette bends and bulges
+            u, v = (u + wobble * np.sin(1.2 * math.pi * v + phase[0]),
+                    v + wobble * np.sin(1.2 * math.pi * u + phase[1]))
         mask = _shape_mask(scene.shape, u, v)
         pattern = _texture_mask(scene.texture, u, v) & mask
         union |= mask
@@ -157,7 +163,10 @@ def render(scene: Scene, seed: int) -> np.ndarray:
         img[mask] = fill[mask]
         img[pattern] = img[pattern] * 0.45
         if domain == "cartoon":
-            img[_edges(mask)] = 0.02
+            edge = _edges(mask)
+            if wobble:  # and a thick ink line
+                edge |= _edges(mask & ~edge)
+            img[edge] = 0.02
     if domain == "painting":
         field = rng.normal(0, 1, (n // 4, n // 4, 3)).astype(np.float32)
         field = np.kron(field, np.ones((4, 4, 1), np.float32))
@@ -173,6 +182,11 @@ def render(scene: Scene, seed: int) -> np.ndarray:
     if domain in ("photo", "clutter", "sketch"):
         img = img + rng.normal(0, 0.03, img.shape).astype(np.float32)
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+# Cartoons as clipart draws them: a hand-drawn, wobbly silhouette (amplitude as a share of the
+# object's radius) and a thick ink line. 0 keeps the plain flat-fill cartoon of earlier zoos.
+CARTOON_WOBBLE = 0.0
 
 
 # --------------------------------------------------------------------------- captions
@@ -207,12 +221,40 @@ TEXTURE_DESCRIPTION = {"striped": "a pattern of lines", "dotted": "a pattern of 
                        "checkered": "a pattern of blocks", "wavy": "a pattern of waves"}
 FINE_SHAPE_P, FINE_COLOUR_P = 0.7, 0.5  # a caption tells the fine shape / colour apart
 SHAPE_NAME_P, TEXTURE_NAME_P = 0.05, 0.1  # ... and does so by its name (else a description)
+# Alt-text also misnames: a share of the captions that use a fine shape or texture name use a
+# look-alike's name (a diamond called a square, dots called checks). 0 draws nothing, so the
+# corpora of earlier zoos are unchanged.
+NAME_NOISE_P = 0.0
+TEXTURE_LOOKALIKE = {"striped": "wavy", "wavy": "striped", "dotted": "checkered",
+                     "checkered": "dotted"}
+# "look-alike": any other member of the family; "common": the family's everyday name (a ring
+# called a circle, a diamond a square, a cross a star, waves stripes), never the reverse
+NAME_NOISE_TO = "look-alike"
+COMMON_NAME = {"round shape": "circle", "polygon": "square", "pointed shape": "star",
+               "striped": "striped", "wavy": "striped", "dotted": "dotted", "checkered": "dotted"}
 
 
 def caption_knobs() -> dict:
     """The caption knobs above, for the zoo manifest (they shape what a corpus teaches)."""
-    return {"FINE_SHAPE_P": FINE_SHAPE_P, "FINE_COLOUR_P": FINE_COLOUR_P,
-            "SHAPE_NAME_P": SHAPE_NAME_P, "TEXTURE_NAME_P": TEXTURE_NAME_P}
+    knobs = {"FINE_SHAPE_P": FINE_SHAPE_P, "FINE_COLOUR_P": FINE_COLOUR_P,
+             "SHAPE_NAME_P": SHAPE_NAME_P, "TEXTURE_NAME_P": TEXTURE_NAME_P}
+    if NAME_NOISE_P:
+        knobs.update(NAME_NOISE_P=NAME_NOISE_P, NAME_NOISE_TO=NAME_NOISE_TO)
+    return knobs
+
+
+def _misnamed(name: str, rng: np.random.Generator) -> str:
+    """``name``, or with probability NAME_NOISE_P another name of its family (NAME_NOISE_TO)."""
+    if NAME_NOISE_TO not in ("look-alike", "common"):
+        raise ValueError(f"NAME_NOISE_TO={NAME_NOISE_TO!r}: use 'look-alike' or 'common'")
+    if NAME_NOISE_P <= 0 or rng.random() >= NAME_NOISE_P:
+        return name
+    if NAME_NOISE_TO == "common":
+        return COMMON_NAME[name] if name in COMMON_NAME else COMMON_NAME[SHAPE_FAMILY[name]]
+    if name in TEXTURE_LOOKALIKE:
+        return TEXTURE_LOOKALIKE[name]
+    family = [s for s in SHAPE_FAMILY if SHAPE_FAMILY[s] == SHAPE_FAMILY[name] and s != name]
+    return family[rng.integers(len(family))]
 
 
 def _shape_words(shape: str, rng: np.random.Generator, rich: bool) -> str:
@@ -220,7 +262,7 @@ def _shape_words(shape: str, rng: np.random.Generator, rich: bool) -> str:
         return shape
     if rng.random() >= FINE_SHAPE_P:
         return SHAPE_FAMILY[shape]
-    return shape if rng.random() < SHAPE_NAME_P else SHAPE_DESCRIPTION[shape]
+    return _misnamed(shape, rng) if rng.random() < SHAPE_NAME_P else SHAPE_DESCRIPTION[shape]
 
 
 def _texture_named(rng: np.random.Generator, rich: bool) -> bool:
@@ -235,7 +277,7 @@ def _object_phrase(scene: Scene, rng: np.random.Generator, rich: bool) -> str:
         words.append(scene.size)
     if scene.texture != "plain" and (rich or rng.random() < 0.6):
         if _texture_named(rng, rich):
-            words.append(scene.texture)
+            words.append(scene.texture if rich else _misnamed(scene.texture, rng))
         else:
             suffix = " with " + TEXTURE_DESCRIPTION[scene.texture]
     if rich or rng.random() < 0.9:
@@ -273,7 +315,7 @@ def caption(scene: Scene, rng: np.random.Generator, rich: bool = False) -> str:
         return f"a photo of {_article(scene.colour)} {scene.colour} object."
     if style == 5 and scene.texture != "plain":
         if _texture_named(rng, rich):
-            return f"a photo of a {scene.texture} pattern."
+            return f"a photo of a {_misnamed(scene.texture, rng)} pattern."
         return f"a photo of {TEXTURE_DESCRIPTION[scene.texture]}."
     if style == 6 and scene.count == 1:
         return f"a photo of a {scene.colour} {_shape_words(scene.shape, rng, rich)}."
@@ -404,6 +446,13 @@ def task_split(task: str, split: str, domain: str = "photo", seed: int = 0):
         raise KeyError(f"unknown domain {domain!r}; known domains: {', '.join(DOMAINS)}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    return _render_split(task, split, domain, int(seed))
+
+
+# Rendering is the slow part of a split (about 2 s for 3000 images) and notebooks draw the same
+# splits for every model they compare, so recent splits are kept (read-only, about 10 MB each).
+@functools.lru_cache(maxsize=48)
+def _render_split(task: str, split: str, domain: str, seed: int):
     spec = TASKS[task]
     per_class = spec.train_per_class if split == "train" else spec.test_per_class
     rng = np.random.default_rng(_stable_seed("task", task, split, domain, seed))
@@ -412,6 +461,7 @@ def task_split(task: str, split: str, domain: str = "photo", seed: int = 0):
     seeds = rng.integers(0, 2 ** 62, len(scenes))
     images = np.stack([render(s, int(k)) for s, k in zip(scenes, seeds)])
     images.setflags(write=False)
+    labels.setflags(write=False)
     return images, labels, tuple(scenes)
 
 

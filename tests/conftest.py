@@ -3,6 +3,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub: no network here
 os.environ.setdefault("CLIPTUNE_DEVICE", "cpu")
+os.environ.setdefault("CLIPTUNE_FEATURE_CACHE", "off")  # tests that want it name a folder
 
 import pytest  # noqa: E402
 

@@ -77,3 +77,15 @@ def test_a_run_still_in_its_linear_regime_is_flagged_however_flat_its_tail():
     assert done["converged"] and done["tail_share"] < 0.01
     stuck = convergence.summarise({"loss": [1.0] * 10, "objective": [1.0, 1.0, 1.0]})
     assert not stuck["converged"] and stuck["note"].startswith("no progress")
+
+
+def test_a_run_on_its_papers_recipe_is_valid_without_a_plateau(capsys):
+    steps = np.arange(200)
+    falling = _hist(3 - 0.01 * steps)
+    hists = {"own schedule": falling, "paper recipe": {**falling, "paper_recipe": "MaPLe"}}
+    df = convergence.report(hists)
+    out = capsys.readouterr().out
+    assert df.converged.tolist() == [False, False]
+    assert df.schedule.tolist() == ["own", "paper recipe"] and df.ok.tolist() == [False, True]
+    assert "UNCONVERGED: 1 of 2 runs (own schedule)" in out
+    assert "1 of 2 runs follow their paper's recipe" in out

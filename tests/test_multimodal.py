@@ -112,7 +112,8 @@ def test_language_only_ivlp_uses_cached_features_and_vision_only_keeps_text_froz
     with torch.no_grad():
         want = tiny_clip.model.encode_text(tiny_clip.tokenize([f"a photo of a {c}."
                                                                for c in CLASSES]))
-    assert torch.allclose(vis.encode_text_states(), want, atol=1e-6)
+    # the prompt path orders the same float32 operations differently (1.4e-6 apart on one CPU)
+    assert torch.allclose(vis.encode_text_states(), want, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- feature shift

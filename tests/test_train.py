@@ -147,3 +147,26 @@ def test_budget_caps_at_the_papers_steps_when_its_batch_was_smaller():
 def test_budget_keeps_the_papers_epochs_when_its_batch_was_larger():
     cfg = train.TrainConfig(batch_size=64)  # Tip-Adapter-F: 20 epochs at batch 256
     assert train.budget(cfg, 20, 1280, scale=1.0, min_steps=200, paper_batch=256).epochs == 20
+
+
+def test_paper_config_takes_the_papers_recipe_and_marks_it():
+    base = train.TrainConfig(seed=3, n_views=2, max_steps=7)
+    maple = train.paper_config("maple", base)
+    assert (maple.epochs, maple.batch_size, maple.lr, maple.optimizer) == (5, 4, 3.5e-3, "sgd")
+    assert (maple.seed, maple.n_views, maple.max_steps) == (3, 2, 7) and "MaPLe" in maple.paper
+    assert train.paper_config("coop", shots=1).epochs == 50
+    assert train.paper_config("coop", shots=16).epochs == 200
+    tip = train.paper_config("tip-adapter-f")
+    assert (tip.optimizer, tip.batch_size, tip.lr) == ("adamw", 256, 1e-3)
+    assert not train.TrainConfig().paper
+    with pytest.raises(KeyError, match="no published recipe for 'flyp'.*plateau"):
+        train.paper_config("flyp")
+
+
+def test_fit_records_the_paper_recipe_in_the_history(tiny_clip, few_shot_set):
+    m = methods.create("coop", tiny_clip).attach(tiny_clip, few_shot_set.classnames)
+    cfg = dataclasses.replace(train.paper_config("coop"), max_steps=2)
+    hist = train.fit(m, few_shot_set, cfg, progress=False)
+    assert hist["paper_recipe"] == cfg.paper
+    own = train.fit(m, few_shot_set, train.TrainConfig(max_steps=2), progress=False)
+    assert "paper_recipe" not in own

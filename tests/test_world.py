@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,46 @@ def test_textures_are_described_more_often_than_named():
     named = np.mean([s.texture in c for c, s in textured])
     described = np.mean([world.TEXTURE_DESCRIPTION[s.texture] in c for c, s in textured])
     assert described > 2 * named > 0
+
+
+def test_name_noise_swaps_names_for_look_alikes_only_when_asked(monkeypatch):
+    """NAME_NOISE_P = 0 draws nothing (earlier corpora stay byte-identical); above 0 a share
+    of the captions that name a shape use a look-alike of the same family instead."""
+    _, plain, _ = world.corpus("pretrain-v1", 300)
+    monkeypatch.setattr(world, "NAME_NOISE_P", 0.0)
+    assert world.corpus("pretrain-v1", 300)[1] == plain
+    monkeypatch.setattr(world, "SHAPE_NAME_P", 1.0)
+    monkeypatch.setattr(world, "NAME_NOISE_P", 0.5)
+    rng = np.random.default_rng(0)
+    scene = world.Scene("diamond", "red", "plain", "small", 1, "black", "photo")
+    names = [world._shape_words("diamond", rng, rich=False) for _ in range(400)]
+    named = [n for n in names if n in world.SHAPE_FAMILY]
+    wrong = [n for n in named if n != "diamond"]
+    assert set(wrong) <= {"square", "triangle", "hexagon"}  # diamond's family: polygons
+    assert 0.35 < len(wrong) / len(named) < 0.65
+    assert "diamond" in world.captioner(scene)  # the world's captioner never misnames
+    assert world.caption_knobs()["NAME_NOISE_P"] == 0.5
+
+
+def test_name_noise_to_common_names_only_moves_towards_the_everyday_name(monkeypatch):
+    monkeypatch.setattr(world, "NAME_NOISE_P", 1.0)
+    monkeypatch.setattr(world, "NAME_NOISE_TO", "common")
+    rng = np.random.default_rng(0)
+    assert [world._misnamed(n, rng) for n in ("ring", "diamond", "cross", "wavy", "checkered")] \
+        == ["circle", "square", "star", "striped", "dotted"]
+    assert [world._misnamed(n, rng) for n in ("circle", "square", "star", "striped")] \
+        == ["circle", "square", "star", "striped"]  # the everyday names stay
+    monkeypatch.setattr(world, "NAME_NOISE_TO", "sibling")
+    with pytest.raises(ValueError, match="NAME_NOISE_TO='sibling'"):
+        world._misnamed("ring", rng)
+
+
+def test_cartoon_wobble_changes_cartoons_only(monkeypatch):
+    cartoon = world.Scene("star", "red", "plain", "large", 1, "white", "cartoon")
+    photo = dataclasses.replace(cartoon, domain="photo")
+    flat, shot = world.render(cartoon, 3), world.render(photo, 3)
+    monkeypatch.setattr(world, "CARTOON_WOBBLE", 0.08)
+    drawn = world.render(cartoon, 3)
+    assert np.array_equal(world.render(photo, 3), shot)
+    ink = lambda im: int((im.max(-1) < 20).sum())  # noqa: E731  (near-black pixels)
+    assert not np.array_equal(drawn, flat) and ink(drawn) > 1.5 * ink(flat)
