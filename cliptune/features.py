@@ -32,14 +32,22 @@ def disk_dir() -> pathlib.Path | None:
     return pathlib.Path(value) if value else runtime.DATA_DIR / "cache" / "features"
 
 
+_FINGERPRINTS: dict = {}
+
+
 def fingerprint(model: torch.nn.Module) -> str:
     """A hash of the image tower's current weights: a cached file is only ever read back for
-    exactly these weights, even if a loaded model was changed in place."""
-    h = hashlib.sha1()
-    for name, t in sorted(model.visual.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    exactly these weights, even if a loaded model was changed in place. Hashed once per state:
+    every in-place change bumps a tensor's version counter, which is part of the memo key."""
+    state = sorted(model.visual.state_dict(keep_vars=True).items())
+    key = (id(model), tuple(t._version for _, t in state))
+    if key not in _FINGERPRINTS:
+        h = hashlib.sha1()
+        for name, t in state:
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        _FINGERPRINTS[key] = h.hexdigest()[:16]
+    return _FINGERPRINTS[key]
 
 
 def _disk_path(clip: models.Clip, ds, view: int, seed: int) -> pathlib.Path | None:

@@ -156,3 +156,9 @@ def test_cartoon_wobble_changes_cartoons_only(monkeypatch):
     assert np.array_equal(world.render(photo, 3), shot)
     ink = lambda im: int((im.max(-1) < 20).sum())  # noqa: E731  (near-black pixels)
     assert not np.array_equal(drawn, flat) and ink(drawn) > 1.5 * ink(flat)
+
+
+def test_a_cached_split_is_never_handed_out_after_the_rendering_knob_changes(monkeypatch):
+    flat = world.task_split("shapes", "test", "cartoon")[0]
+    monkeypatch.setattr(world, "CARTOON_WOBBLE", 0.08)
+    assert not np.array_equal(world.task_split("shapes", "test", "cartoon")[0], flat)
