@@ -30,6 +30,10 @@ class ImageSet:
     templates: tuple
     domain: str = "photo"
     scenes: tuple | None = None  # tiny world only: what each image shows (for the captioner)
+    base: tuple | None = None  # base classes of the base-to-new split; None: the first half
+    # ((key of a set these images were taken from, their indices there), ...), nearest first:
+    # lets the feature cache slice a subset's features out of an ancestor's cached ones
+    origin: tuple = ()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -57,8 +61,10 @@ class ImageSet:
         images = self.images[idx] if isinstance(self.images, np.ndarray) else \
             [self.images[i] for i in idx]
         scenes = tuple(self.scenes[i] for i in idx) if self.scenes is not None else None
+        origin = ((self.key, idx),) + tuple((k, i[idx]) for k, i in self.origin)
         return dataclasses.replace(self, name=name or self.name, images=images,
-                                   labels=np.asarray(self.labels)[idx], scenes=scenes)
+                                   labels=np.asarray(self.labels)[idx], scenes=scenes,
+                                   origin=origin)
 
     def select_classes(self, classes, name: str | None = None) -> "ImageSet":
         """Keep the images of ``classes`` (names or indices) and relabel them 0..k-1."""
@@ -77,6 +83,7 @@ class ImageSet:
         out = self.subset(keep, name=name)
         out.labels = np.array([remap[int(y)] for y in out.labels], dtype=np.int64)
         out.classnames = tuple(self.classnames[i] for i in index)
+        out.base = None  # a class subset is split as CoOp splits, unless told otherwise
         return out
 
 
@@ -116,7 +123,7 @@ def tiny(task: str, split: str = "test", domain: str = "photo", seed: int = 0) -
     spec = world.TASKS[task]
     name = f"{task}/{split}/{domain}" + (f"/seed{seed}" if seed else "")
     return ImageSet(name, images, labels.astype(np.int64),
-                    spec.classnames, spec.templates, domain, scenes)
+                    spec.classnames, spec.templates, domain, scenes, world.base_classes(task))
 
 
 # --------------------------------------------------------------------------- splits
@@ -145,11 +152,12 @@ def few_shot(ds: ImageSet, shots: int, seed: int, cache_dir=None) -> ImageSet:
 
 
 def base_new(ds: ImageSet) -> tuple[ImageSet, ImageSet]:
-    """CoOp's base-to-new split: the first ceil(C/2) classes are base, the rest new."""
-    n_base = math.ceil(len(ds.classnames) / 2)
-    c = len(ds.classnames)
-    return (ds.select_classes(range(n_base), name=f"{ds.name}/base"),
-            ds.select_classes(range(n_base, c), name=f"{ds.name}/new"))
+    """The base-to-new split: ``ds.base`` (a tiny task's world.base_classes) or, as CoOp
+    splits, the first ceil(C/2) classes as base; the rest, in class order, are new."""
+    base = ds.base or ds.classnames[:math.ceil(len(ds.classnames) / 2)]
+    new = [c for c in ds.classnames if c not in base]
+    return (ds.select_classes(base, name=f"{ds.name}/base"),
+            ds.select_classes(new, name=f"{ds.name}/new"))
 
 
 # --------------------------------------------------------------------------- CoOp layout

@@ -73,6 +73,10 @@ def image_features(clip: models.Clip, ds, view: int = 0, batch_size: int = 256,
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
+    sliced = _from_parent(clip, ds, view, seed)
+    if sliced is not None:
+        _remember(key, sliced)
+        return sliced
     path = _disk_path(clip, ds, view, seed)
     if path is not None and path.exists():
         try:
@@ -98,6 +102,36 @@ def image_features(clip: models.Clip, ds, view: int = 0, batch_size: int = 256,
         path.parent.mkdir(parents=True, exist_ok=True)
         models.save_weights({"features": feats.cpu().contiguous()}, path)
     return feats
+
+
+def _cached(clip: models.Clip, key: str, view: int, seed: int):
+    """Features of the image set whose key is ``key``, if cached in memory or on disk."""
+    hit = _CACHE.get((clip.key, id(clip.model), key, view, seed))
+    if hit is not None:
+        return hit
+    root = disk_dir()
+    if root is None or not clip.weights_sha256:
+        return None
+    path = root / fingerprint(clip.model) / f"{key}-v{view}-s{seed}.safetensors"
+    try:
+        feats = models.load_weights(path)["features"].to(clip.device) if path.exists() else None
+    except (ValueError, KeyError):
+        return None
+    return feats
+
+
+def _from_parent(clip: models.Clip, ds, view: int, seed: int):
+    """A subset's un-augmented features sliced out of an ancestor's cached ones (a base/new
+    split, a few-shot draw). Augmented views are not: a view's augmentation is drawn per batch,
+    so an image's view depends on its neighbours."""
+    if view != 0:
+        return None
+    for parent_key, idx in getattr(ds, "origin", ()):
+        idx = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+        parent = _cached(clip, parent_key, view, seed) if len(idx) else None
+        if parent is not None and int(idx.max()) < len(parent):
+            return parent[idx.to(parent.device)]
+    return None
 
 
 def _remember(key, feats) -> None:

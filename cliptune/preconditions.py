@@ -54,8 +54,10 @@ def same_evidence(task: str) -> bool:
     """Base and new classes need the same kind of evidence: every attribute that tells new
     classes apart also varies among the base classes (so base training exercises it)."""
     attrs = class_attributes(task)
-    n_base = int(np.ceil(len(attrs) / 2))  # CoOp's split, as data.base_new
-    base, new = attrs[:n_base], attrs[n_base:]
+    in_base = set(world.base_classes(task))  # as data.base_new splits
+    classes = world.TASKS[task].classnames
+    base = [a for c, a in zip(classes, attrs) if c in in_base]
+    new = [a for c, a in zip(classes, attrs) if c not in in_base]
     varies = lambda group, a: len({c[a] for c in group}) > 1  # noqa: E731
     return all(varies(base, a) for a in TASK_ATTRIBUTES[task] if varies(new, a))
 

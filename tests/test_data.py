@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cliptune import data
+from cliptune import data, world
 
 
 def _fabricate_dtd(root, n_per_class=3, classes=("banded", "bubbly", "cracked")):
@@ -84,8 +84,18 @@ def test_base_new_split_like_coop():
     assert len(base.classnames) == 40 and len(new.classnames) == 40
     assert base.classnames + new.classnames == ds.classnames
     assert set(new.labels.tolist()) == set(range(40))
-    shapes_base, shapes_new = data.base_new(data.tiny("shapes", "test"))
-    assert len(shapes_base.classnames) == 5
+    shapes = data.tiny("shapes", "test")
+    shapes_base, shapes_new = data.base_new(shapes)
+    assert shapes_base.classnames == world.base_classes("shapes")
+    assert set(shapes_base.classnames) | set(shapes_new.classnames) == set(shapes.classnames)
+    assert len(shapes_new) + len(shapes_base) == len(shapes)
+    # relabelled 0..4 within each half, images kept with their own class
+    star = shapes_base.classnames.index("star")
+    assert np.array_equal(shapes_base.images[shapes_base.labels == star],
+                          shapes.images[shapes.labels == world.SHAPES.index("star")])
+    # a class subset forgets the task's split and halves as CoOp does
+    sub = shapes.select_classes(["ring", "star", "cross"])
+    assert data.base_new(sub)[0].classnames == ("ring", "star")
 
 
 def test_unknown_class_is_a_clear_error():

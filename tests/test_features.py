@@ -51,3 +51,23 @@ def test_fine_tuned_copies_and_switched_off_cache_write_nothing(tiny_clip, tmp_p
     monkeypatch.setenv("CLIPTUNE_FEATURE_CACHE", "off")
     assert features.disk_dir() is None
     assert not (tmp_path / "f").exists()
+
+
+def test_a_subset_reuses_its_parents_features_but_not_its_augmented_views(loaded_clip,
+                                                                            monkeypatch):
+    parent = data.tiny("shapes", "train").subset(range(0, 480, 4), name="some shapes")
+    whole = features.image_features(loaded_clip, parent)
+    base, _ = data.base_new(parent)  # a subset of a subset: indices compose
+    picked = base.subset([5, 0, 7])
+    direct = loaded_clip.encode_images(picked.images)
+    features.clear()  # only the disk cache holds the parent now
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("encoded a subset whose parent is cached")
+    monkeypatch.setattr(loaded_clip.model, "encode_image", no_encoding)
+    sliced = features.image_features(loaded_clip, picked)
+    assert torch.allclose(sliced, direct, atol=1e-5)
+    assert torch.equal(features.image_features(loaded_clip, base),
+                       whole[torch.as_tensor(base.origin[0][1])])
+    with pytest.raises(AssertionError, match="encoded a subset"):
+        features.image_features(loaded_clip, picked, view=1)  # augmented: encoded afresh

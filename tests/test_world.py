@@ -116,14 +116,14 @@ def test_textures_are_described_more_often_than_named():
 
 
 def test_name_noise_swaps_names_for_look_alikes_only_when_asked(monkeypatch):
-    """NAME_NOISE_P = 0 draws nothing (earlier corpora stay byte-identical); above 0 a share
-    of the captions that name a shape use a look-alike of the same family instead."""
-    _, plain, _ = world.corpus("pretrain-v1", 300)
-    monkeypatch.setattr(world, "NAME_NOISE_P", 0.0)
-    assert world.corpus("pretrain-v1", 300)[1] == plain
+    """NAME_NOISE_P = 0 never misnames; above 0 a share of the captions that name a shape use
+    a look-alike of the same family instead."""
     monkeypatch.setattr(world, "SHAPE_NAME_P", 1.0)
-    monkeypatch.setattr(world, "NAME_NOISE_P", 0.5)
+    monkeypatch.setattr(world, "NAME_NOISE_P", 0.0)
     rng = np.random.default_rng(0)
+    assert {world._shape_words("diamond", rng, rich=False) for _ in range(200)} \
+        <= {"diamond", world.SHAPE_FAMILY["diamond"]}
+    monkeypatch.setattr(world, "NAME_NOISE_P", 0.5)
     scene = world.Scene("diamond", "red", "plain", "small", 1, "black", "photo")
     names = [world._shape_words("diamond", rng, rich=False) for _ in range(400)]
     named = [n for n in names if n in world.SHAPE_FAMILY]
@@ -148,6 +148,7 @@ def test_name_noise_to_common_names_only_moves_towards_the_everyday_name(monkeyp
 
 
 def test_cartoon_wobble_changes_cartoons_only(monkeypatch):
+    monkeypatch.setattr(world, "CARTOON_WOBBLE", 0.0)
     cartoon = world.Scene("star", "red", "plain", "large", 1, "white", "cartoon")
     photo = dataclasses.replace(cartoon, domain="photo")
     flat, shot = world.render(cartoon, 3), world.render(photo, 3)
@@ -159,6 +160,33 @@ def test_cartoon_wobble_changes_cartoons_only(monkeypatch):
 
 
 def test_a_cached_split_is_never_handed_out_after_the_rendering_knob_changes(monkeypatch):
+    monkeypatch.setattr(world, "CARTOON_WOBBLE", 0.0)
     flat = world.task_split("shapes", "test", "cartoon")[0]
     monkeypatch.setattr(world, "CARTOON_WOBBLE", 0.08)
     assert not np.array_equal(world.task_split("shapes", "test", "cartoon")[0], flat)
+
+
+def test_texture_task_shapes_changes_the_textures_task_only(monkeypatch):
+    monkeypatch.setattr(world, "TEXTURE_TASK_SHAPES", world.SHAPES)
+    assert {s.shape for s in world.task_split("textures", "train")[2]} == set(world.SHAPES)
+    shapes_before = world.task_split("shapes", "train")[0]
+    monkeypatch.setattr(world, "TEXTURE_TASK_SHAPES", world.FILLED_SHAPES)
+    _, labels, scenes = world.task_split("textures", "train")
+    assert {s.shape for s in scenes} == set(world.FILLED_SHAPES)
+    assert [world.TEXTURES.index(s.texture) for s in scenes] == labels.tolist()
+    assert np.array_equal(world.task_split("shapes", "train")[0], shapes_before)
+    monkeypatch.setattr(world, "TEXTURE_TASK_SHAPES", ("circle", "oval"))
+    with pytest.raises(ValueError, match="TEXTURE_TASK_SHAPES"):
+        world.task_split("textures", "train")
+
+
+def test_shapes_base_classes_split_every_look_alike_family():
+    base = world.base_classes("shapes")
+    assert len(base) == 5 and set(base) <= set(world.SHAPES)
+    for family in set(world.SHAPE_FAMILY.values()):
+        members = [s for s in world.SHAPES if world.SHAPE_FAMILY[s] == family]
+        in_base = sum(s in base for s in members)
+        assert in_base == len(members) - in_base  # half of every family is base
+    assert world.base_classes("objects") == world.TASKS["objects"].classnames[:40]
+    with pytest.raises(KeyError, match="unknown task 'shape'"):
+        world.base_classes("shape")

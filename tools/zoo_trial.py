@@ -36,7 +36,10 @@ for item in args.set:
     knob, _, value = item.partition("=")
     if not hasattr(world, knob):
         parser.error(f"--set {item}: cliptune.world has no knob {knob!r}")
-    setattr(world, knob, type(getattr(world, knob))(value))
+    default = getattr(world, knob)
+    # a tuple knob takes comma-separated names (TEXTURE_TASK_SHAPES=circle,square)
+    setattr(world, knob, tuple(value.split(",")) if isinstance(default, tuple)
+            else type(default)(value))
 fields = {}
 for item in args.recipe_set:
     field, _, value = item.partition("=")

@@ -33,7 +33,7 @@ class, take the union, deduplicate by image content, and keep each pair's OWN ca
 
 - ``"text"`` (the spec's text-text ranking): the frozen CLIP's cosine between each class prompt
   (template-ensemble weight) and the candidate's caption. Measured on main, this returns pairs
-  whose captions *are* class prompts ("a photo of a checkered pattern."), which add no
+  whose captions *are* class prompts ("a photo of a checkered object."), which add no
   semantics to the second anchor.
 - ``"image"``: the frozen CLIP's cosine between the mean image feature of the class's
   fine-tuning images and each candidate image. The pairs look like the task's images and come

@@ -185,13 +185,15 @@ contcoop_selection.round(2)
 # %% [markdown]
 # ## Base-to-new generalisation
 #
-# CoOp's protocol: the first half of the classes (in label order) are *base*, the rest *new*.
+# CoOp's protocol: half of the classes are *base*, the rest *new* (`data.base_new`).
 # Train on 16 shots of each base class; test base accuracy on base test images with the base
 # class names, and new accuracy on new test images with only the new class names, which the
 # prompts never saw. HM is the harmonic mean. On `objects` (80 colour-shape classes) base is
-# red/orange/yellow/green and new is cyan/blue/purple/pink, every shape in both: new classes
-# combine seen shape words with unseen colour words. On `shapes` (10 classes) the five new
-# shapes are entirely unseen words.
+# the first half, red/orange/yellow/green, and new is cyan/blue/purple/pink, every shape in
+# both: new classes combine seen shape words with unseen colour words. On `shapes` (10
+# classes) the five new shapes are entirely unseen words; base takes every other member of
+# each look-alike family (`world.SHAPES_BASE`, notebook 00), so every distinction among new
+# shapes is also one among base shapes.
 
 # %%
 b2n_config = {"experiment": "base_to_new", "model": clip.key, "tasks": TASKS, "seeds": SEEDS,

@@ -24,7 +24,7 @@ FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this 
 SEEDS = (1, 2, 3)
 SHOTS = 16
 MODEL_OLD = "tiny-v1"
-TASKS = ("objects", "shapes")  # base-to-new: the first half of the classes is base
+TASKS = ("objects", "shapes")  # base-to-new tasks (data.base_new: half the classes are base)
 STEPS = 400  # optimisation steps per run (the epochs are chosen to give about this many);
 # 100 left MaPLe and RESTORE still falling on shapes, 400 reaches their plateau (the convergence
 # table below is the evidence)
