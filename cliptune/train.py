@@ -8,6 +8,7 @@ from a checkpoint draws exactly the batches the uninterrupted run would have dra
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -20,6 +21,30 @@ import torch
 
 from cliptune import features, models, runtime
 from cliptune.methods.base import Batch
+
+
+class DivergedWarning(RuntimeWarning):
+    """A training run whose loss stopped being finite (the run goes on and says so once)."""
+
+
+@contextlib.contextmanager
+def diverged_runs():
+    """Where diverging is a measured outcome (a design search, an ablation): the runs that
+    diverge inside the block are printed as one line each instead of warned about; yields the
+    list of their messages. Other warnings pass through."""
+    caught: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", DivergedWarning)
+            yield caught
+    finally:  # outside the recording block: a warning passed on is not recorded again
+        for w in seen:
+            if issubclass(w.category, DivergedWarning):
+                caught.append(str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        for message in caught:
+            print("diverged:", message)
 
 
 @dataclasses.dataclass
@@ -221,7 +246,7 @@ def fit(method, train_set, cfg: TrainConfig | None = None, checkpoint=None,
             history["diverged_at"] = step
             warnings.warn(f"{method.name} on {train_set.name}: the training loss is not finite "
                           f"from step {step} on; the run diverged (a smaller lr, or see the "
-                          "method's diagnostics)", RuntimeWarning, stacklevel=2)
+                          "method's diagnostics)", DivergedWarning, stacklevel=2)
         history["step"].append(step)
         history["loss"].append(loss.item())
         history["lr"].append(lr)

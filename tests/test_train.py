@@ -170,3 +170,16 @@ def test_fit_records_the_paper_recipe_in_the_history(tiny_clip, few_shot_set):
     assert hist["paper_recipe"] == cfg.paper
     own = train.fit(m, few_shot_set, train.TrainConfig(max_steps=2), progress=False)
     assert "paper_recipe" not in own
+
+
+def test_diverged_runs_are_printed_not_warned(capsys):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning escaping the block fails the test
+        with train.diverged_runs() as caught:
+            warnings.warn("coop on x: the run diverged", train.DivergedWarning)
+    assert caught == ["coop on x: the run diverged"]
+    assert "diverged: coop on x" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="other"):
+        with train.diverged_runs():
+            warnings.warn("other")

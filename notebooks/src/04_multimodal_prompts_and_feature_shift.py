@@ -127,9 +127,10 @@ assert SELECT_TASK in world.MAIN_TASKS, SELECT_TASK
 restore_labels = ("prompt_gram", "hidden_state") if FAST_DEV_RUN else \
     ("prompt_gram", "hidden_state", "no-fs")
 sel_train, sel_val = selection.carve(SELECT_TASK, SHOTS, seed=1, base_classes=True)
-restore_selection, RESTORE_CHOICE = selection.select(
-    "restore", {label: methods.preset("restore", label) for label in restore_labels},
-    sel_train, sel_val, seeds=SEEDS[:1], train_cfg=train_config(SELECT_TASK), rule="mean")
+with train.diverged_runs():  # a variant that diverges is a result of the search: say so
+    restore_selection, RESTORE_CHOICE = selection.select(
+        "restore", {label: methods.preset("restore", label) for label in restore_labels},
+        sel_train, sel_val, seeds=SEEDS[:1], train_cfg=train_config(SELECT_TASK), rule="mean")
 METHODS["RESTORE"] = ("restore", methods.preset("restore", RESTORE_CHOICE))
 print(f"trained on {restore_selection.attrs['train']}, validated on "
       f"{restore_selection.attrs['validation']} (carved from the train split), under "
@@ -313,12 +314,13 @@ def restore_hm_vectors(overrides):
 
 
 t = time.time()
-restore_default_vectors = restore_hm_vectors(default_restore)  # checkpoints of the runs above
-ablation_04 = compare.table([
-    compare.paired_difference(restore_hm_vectors({**default_restore, **o}),
-                              restore_default_vectors, metric="hm",
-                              names=(label, f"default ({RESTORE_CHOICE})"))
-    for label, o in RESTORE_ABLATIONS.items()])
+with train.diverged_runs():  # an ablation that diverges is a result: say so
+    restore_default_vectors = restore_hm_vectors(default_restore)  # checkpoints of the runs above
+    ablation_04 = compare.table([
+        compare.paired_difference(restore_hm_vectors({**default_restore, **o}),
+                                  restore_default_vectors, metric="hm",
+                                  names=(label, f"default ({RESTORE_CHOICE})"))
+        for label, o in RESTORE_ABLATIONS.items()])
 print(f"RESTORE ablation on {TASKS[0]}, seeds {SEEDS}, base-to-new HM in points "
       f"({time.time() - t:.0f} s)")
 ablation_04
