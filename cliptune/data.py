@@ -11,7 +11,6 @@ import dataclasses
 import difflib
 import hashlib
 import json
-import math
 import os
 import pathlib
 import random
@@ -154,7 +153,7 @@ def few_shot(ds: ImageSet, shots: int, seed: int, cache_dir=None) -> ImageSet:
 def base_new(ds: ImageSet) -> tuple[ImageSet, ImageSet]:
     """The base-to-new split: ``ds.base`` (a tiny task's world.base_classes) or, as CoOp
     splits, the first ceil(C/2) classes as base; the rest, in class order, are new."""
-    base = ds.base or ds.classnames[:math.ceil(len(ds.classnames) / 2)]
+    base = ds.base or world.coop_base(ds.classnames)
     new = [c for c in ds.classnames if c not in base]
     return (ds.select_classes(base, name=f"{ds.name}/base"),
             ds.select_classes(new, name=f"{ds.name}/new"))

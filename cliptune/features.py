@@ -50,11 +50,30 @@ def fingerprint(model: torch.nn.Module) -> str:
     return _FINGERPRINTS[key]
 
 
-def _disk_path(clip: models.Clip, ds, view: int, seed: int) -> pathlib.Path | None:
+def _disk_path(clip: models.Clip, set_key: str, view: int, seed: int) -> pathlib.Path | None:
     root = disk_dir()
-    if root is None or not clip.weights_sha256 or not isinstance(ds.images, np.ndarray):
-        return None  # fine-tuned copies and image-file datasets are not persisted
-    return root / fingerprint(clip.model) / f"{ds.key}-v{view}-s{seed}.safetensors"
+    if root is None or not clip.weights_sha256:
+        return None  # fine-tuned copies are not persisted
+    return root / fingerprint(clip.model) / f"{set_key}-v{view}-s{seed}.safetensors"
+
+
+def _cached(clip: models.Clip, set_key: str, view: int, seed: int):
+    """Features of the image set whose key is ``set_key``, from memory or else from the disk
+    cache (then kept in memory, so a file is read once per process); None if neither has
+    them or the file is damaged (it is then encoded again and overwritten)."""
+    key = (clip.key, id(clip.model), set_key, view, seed)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    path = _disk_path(clip, set_key, view, seed)
+    if path is None or not path.exists():
+        return None
+    try:
+        feats = models.load_weights(path)["features"].to(clip.device)
+    except (ValueError, KeyError):
+        return None
+    _remember(key, feats)
+    return feats
 
 
 def pixels(clip: models.Clip, ds, idx, view: int = 0, seed: int = 0) -> torch.Tensor:
@@ -70,22 +89,15 @@ def image_features(clip: models.Clip, ds, view: int = 0, batch_size: int = 256,
                    seed: int = 0) -> torch.Tensor:
     """Normalised features [N, D] of every image in ``ds`` under ``clip``, computed once."""
     key = (clip.key, id(clip.model), ds.key, view, seed)
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
+    persist = isinstance(ds.images, np.ndarray)  # image-file datasets are not persisted
+    feats = _cached(clip, ds.key, view, seed) if persist else _CACHE.get(key)
+    if feats is not None and len(feats) == len(ds):
+        return feats
     sliced = _from_parent(clip, ds, view, seed)
     if sliced is not None:
         _remember(key, sliced)
         return sliced
-    path = _disk_path(clip, ds, view, seed)
-    if path is not None and path.exists():
-        try:
-            feats = models.load_weights(path)["features"].to(clip.device)
-        except (ValueError, KeyError):  # a damaged cache file: encode again and overwrite it
-            feats = None
-        if feats is not None and len(feats) == len(ds):
-            _remember(key, feats)
-            return feats
+    path = _disk_path(clip, ds.key, view, seed) if persist else None
     clip.model.eval()
     out = []
     starts = range(0, len(ds), batch_size)
@@ -101,22 +113,6 @@ def image_features(clip: models.Clip, ds, view: int = 0, batch_size: int = 256,
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         models.save_weights({"features": feats.cpu().contiguous()}, path)
-    return feats
-
-
-def _cached(clip: models.Clip, key: str, view: int, seed: int):
-    """Features of the image set whose key is ``key``, if cached in memory or on disk."""
-    hit = _CACHE.get((clip.key, id(clip.model), key, view, seed))
-    if hit is not None:
-        return hit
-    root = disk_dir()
-    if root is None or not clip.weights_sha256:
-        return None
-    path = root / fingerprint(clip.model) / f"{key}-v{view}-s{seed}.safetensors"
-    try:
-        feats = models.load_weights(path)["features"].to(clip.device) if path.exists() else None
-    except (ValueError, KeyError):
-        return None
     return feats
 
 

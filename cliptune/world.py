@@ -349,12 +349,17 @@ class TaskSpec:
 SHAPES_BASE = ("circle", "square", "triangle", "star", "heart")
 
 
+def coop_base(classnames) -> tuple[str, ...]:
+    """CoOp's base classes: the first ceil(C/2) of ``classnames``."""
+    return tuple(classnames[:math.ceil(len(classnames) / 2)])
+
+
 def base_classes(task: str) -> tuple[str, ...]:
     """The base classes of ``task`` (data.base_new); the other classes are new."""
     if task not in TASKS:
         raise KeyError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
     spec = TASKS[task]
-    return spec.base or spec.classnames[:math.ceil(len(spec.classnames) / 2)]
+    return spec.base or coop_base(spec.classnames)
 
 
 TASKS: dict[str, TaskSpec] = {

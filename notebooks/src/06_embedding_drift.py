@@ -35,7 +35,8 @@ import torch
 from scipy import stats
 from sklearn.decomposition import PCA
 
-from cliptune import analysis, data, evaluate, methods, models, plots, protocols, results, runtime
+from cliptune import (analysis, data, evaluate, features, methods, models, plots, protocols,
+                      results, runtime)
 
 FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 if FAST_DEV_RUN:
@@ -293,8 +294,9 @@ for upd in UPDATES:
                      "train_model": OLD, "eval_model": upd, "split": "test",
                      "metric": "mean compatibility gain", "value": float(gains[-1].mean())})
     gain = torch.stack(gains).mean(0)
-    x = zoo[OLD].encode_images(photo.raw(range(len(photo)))).cpu()
-    y = clip.encode_images(photo.raw(range(len(photo)))).cpu()
+    # the normalised features the evaluations above already cached
+    x = features.image_features(zoo[OLD], photo).cpu()
+    y = features.image_features(clip, photo).cpu()
     overlap = analysis.knn_overlap(x, y, K, per_point=True)
     for c, name in enumerate(photo.classnames):
         m = photo.labels == c
