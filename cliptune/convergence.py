@@ -121,6 +121,16 @@ def table(histories: dict, tail: float = TAIL, threshold: float = THRESHOLD,
     return df
 
 
+def summary(df, what: str = "runs") -> str:
+    """One sentence from a convergence table: how many runs follow their paper's recipe, how
+    many of the others plateaued, and how many are unconverged (neither)."""
+    n, paper = len(df), int((df.schedule == "paper recipe").sum())
+    plateau = int(df.converged.astype(bool).sum())
+    bad = int((~df.ok.astype(bool)).sum())
+    return (f"{what}: {paper} of {n} on their paper's recipe, {plateau} of {n} at a plateau, "
+            f"{bad} unconverged")
+
+
 def report(histories: dict, title: str = "convergence", tail: float = TAIL,
            threshold: float = THRESHOLD, by: str = "steps"):
     """Print the convergence table and a line naming every unconverged run; return the table.

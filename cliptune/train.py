@@ -69,23 +69,6 @@ class TrainConfig:
     paper: str = ""
 
 
-def budget(cfg: TrainConfig, paper_epochs: int, n_images: int, scale: float = 1.0,
-           min_steps: int = 200, paper_batch: int | None = None) -> TrainConfig:
-    """``cfg`` with the epochs of a run on ``n_images``: the paper's epochs times ``scale``,
-    raised until the run takes at least ``min_steps`` optimisation steps, and never beyond the
-    paper's own schedule: its epochs, or its number of steps (its epochs at ``paper_batch``,
-    by default ``cfg``'s batch) if that is more.
-
-    Scaling epochs alone starves small training sets (1-shot CoOp on 80 classes: 2 steps an
-    epoch, so a tenth of 50 epochs is a handful of steps, half of them at the warm-up rate);
-    the convergence table (cliptune.convergence) is the evidence that the result plateaus."""
-    spe = steps_per_epoch(n_images, cfg.batch_size)
-    paper_steps = paper_epochs * steps_per_epoch(n_images, paper_batch or cfg.batch_size)
-    epochs = max(1, round(paper_epochs * scale), math.ceil(min_steps / spe))
-    cap = max(paper_epochs, math.ceil(paper_steps / spe))
-    return dataclasses.replace(cfg, epochs=max(1, min(epochs, cap)))
-
-
 @dataclasses.dataclass(frozen=True)
 class PaperRecipe:
     """A method's published few-shot training recipe (16 shots unless ``epochs_by_shots``)."""
@@ -95,6 +78,7 @@ class PaperRecipe:
     optimizer: str = "sgd"  # Dassl's SGD: momentum 0.9, wd 5e-4, cosine, 1 warm-up epoch at 1e-5
     source: str = ""
     epochs_by_shots: tuple = ()  # ((shots, epochs), ...) where the epochs depend on the shots
+    warmup_epochs: float = 1.0  # Dassl: one constant warm-up epoch at 1e-5; Tip-Adapter: none
 
 
 PAPER_RECIPES = {  # ../shared/research, section "Hyper-parameter summary", and its sources
@@ -109,8 +93,15 @@ PAPER_RECIPES = {  # ../shared/research, section "Hyper-parameter summary", and 
     "restore": PaperRecipe(10, 4, 3.5e-3, source="RESTORE MaPLe_FSA (MAX_EPOCH 10)"),
     # CLIP-Adapter's official recipe is missing; the one config found in public code
     "clip-adapter": PaperRecipe(10, 4, 2e-3, source="RESTORE_ CLIP_Adapter vit_b16_ep10"),
-    "tip-adapter-f": PaperRecipe(20, 256, 1e-3, "adamw", source="Tip-Adapter configs"),
-    "linear-probe-zs": PaperRecipe(20, 32, 2e-3, source="the workbook's SGD probe"),
+    "tip-adapter-f": PaperRecipe(20, 256, 1e-3, "adamw", source="Tip-Adapter configs",
+                                 warmup_epochs=0.0),
+}
+# the workbook's own schedules, for methods without a published few-shot recipe; a run on one
+# of them counts only where its convergence table shows a plateau (cliptune.convergence)
+OWN_RECIPES = {
+    # the SGD probe that starts from the zero-shot head (a variant of the classic probe, which
+    # is solved, not trained): 200 epochs at a large lr, cheap on cached features
+    "linear-probe-zs": PaperRecipe(200, 32, 1e-2, source="the workbook's SGD probe"),
 }
 
 
@@ -120,26 +111,36 @@ def paper_config(method: str, cfg: TrainConfig | None = None, shots: int = 16) -
     if method not in PAPER_RECIPES:
         raise KeyError(f"no published recipe for {method!r}; known: {', '.join(PAPER_RECIPES)}."
                        " Train it with a schedule shown to plateau (cliptune.convergence)")
-    r = PAPER_RECIPES[method]
+    return _apply(PAPER_RECIPES[method], cfg, shots, paper=True)
+
+
+def _apply(r: PaperRecipe, cfg: TrainConfig | None, shots: int, paper: bool) -> TrainConfig:
     epochs = dict(r.epochs_by_shots).get(shots, r.epochs)
     extra = {"weight_decay": 0.01} if r.optimizer == "adamw" else {}
     return dataclasses.replace(cfg or TrainConfig(), epochs=epochs, batch_size=r.batch_size,
-                               lr=r.lr, optimizer=r.optimizer, paper=r.source, **extra)
+                               lr=r.lr, optimizer=r.optimizer, warmup_epochs=r.warmup_epochs,
+                               paper=r.source if paper else "", **extra)
+
+
+def recipe(method: str, shots: int = 16, max_steps: int | None = None) -> TrainConfig | None:
+    """The training recipe every notebook uses for ``method`` on ``shots`` shots per class:
+    its paper's (:func:`paper_config`), else the workbook's own (``OWN_RECIPES``, which must
+    be shown to plateau), else ``None`` for a method that trains nothing (zero-shot,
+    Tip-Adapter, the classic probe solved by L-BFGS). One function, so that notebooks 02, 03
+    and 07 build identical configs and share each other's checkpoints. ``max_steps`` caps
+    the run (fast mode)."""
+    base = TrainConfig(max_steps=max_steps)
+    if method in PAPER_RECIPES:
+        return paper_config(method, base, shots)
+    if method in OWN_RECIPES:
+        return _apply(OWN_RECIPES[method], base, shots, paper=False)
+    return None
 
 
 PAPER_SCHEDULES = {m: (r.epochs, r.batch_size) for m, r in PAPER_RECIPES.items()}
+PAPER_SCHEDULES["linear-probe-zs"] = (20, 32)  # the workbook's earlier SGD probe schedule
 PAPER_SCHEDULES["linear-probe"] = PAPER_SCHEDULES["linear-probe-zs"]
-"""method -> (epochs, batch) of its paper's few-shot recipe; used by :func:`paper_budget`."""
-
-
-def paper_budget(method: str, cfg: TrainConfig, n_images: int,
-                 min_steps: int = 200) -> TrainConfig:
-    """:func:`budget` with ``method``'s paper schedule (PAPER_SCHEDULES), taking ``cfg.epochs``
-    as the scaled-down epochs; ``cfg`` unchanged for a method that trains nothing."""
-    if method not in PAPER_SCHEDULES:
-        return cfg
-    epochs, batch = PAPER_SCHEDULES[method]
-    return budget(cfg, epochs, n_images, cfg.epochs / epochs, min_steps, batch)
+"""method -> (epochs, batch) of its paper's few-shot recipe (stored with notebook results)."""
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -367,3 +368,19 @@ def method_extra_state(method) -> dict:
 def set_method_extra_state(method, state: dict) -> None:
     if state and hasattr(method, "set_extra_state_dict"):
         method.set_extra_state_dict(state)
+
+
+def recipe_table(cfgs: dict, show: bool = True):
+    """One row per method (``cfgs``: label -> TrainConfig): epochs, batch, lr, optimiser,
+    warm-up and where the recipe comes from. Printed (``show``) and returned."""
+    import pandas as pd
+    rows = {label: {"epochs": c.epochs, "batch": c.batch_size, "lr": c.lr,
+                    "optimizer": c.optimizer, "warm-up epochs": c.warmup_epochs,
+                    "max_steps": c.max_steps if c.max_steps is not None else "-",
+                    "recipe": c.paper or "the workbook's own (must plateau)"}
+            for label, c in cfgs.items() if c is not None}
+    df = pd.DataFrame(rows).T
+    if show:
+        with pd.option_context("display.width", 160, "display.max_colwidth", 60):
+            print(df.to_string())
+    return df

@@ -89,3 +89,11 @@ def test_a_run_on_its_papers_recipe_is_valid_without_a_plateau(capsys):
     assert df.schedule.tolist() == ["own", "paper recipe"] and df.ok.tolist() == [False, True]
     assert "UNCONVERGED: 1 of 2 runs (own schedule)" in out
     assert "1 of 2 runs follow their paper's recipe" in out
+
+
+def test_summary_counts_recipes_plateaus_and_unconverged():
+    steps = np.arange(200)
+    flat, falling = _hist(1 + 0 * steps), _hist(3 - 0.01 * steps)
+    df = convergence.table({"a": flat, "b": falling, "c": {**falling, "paper_recipe": "CoOp"}})
+    assert convergence.summary(df, "runs") == ("runs: 1 of 3 on their paper's recipe, "
+                                               "1 of 3 at a plateau, 1 unconverged")

@@ -129,26 +129,6 @@ def test_a_diverging_run_says_so_once(tiny_clip, few_shot_set):
     assert hist["diverged_at"] == 1
 
 
-def test_budget_scales_epochs_but_keeps_enough_steps_and_never_exceeds_the_paper():
-    cfg = train.TrainConfig(batch_size=32)
-    assert train.budget(cfg, 200, 640, scale=0.1).epochs == 20  # 20 steps an epoch: 400 steps
-    assert train.budget(cfg, 200, 80, scale=0.1).epochs == 100  # 2 steps an epoch: 200 steps
-    assert train.budget(cfg, 50, 80, scale=0.05).epochs == 50  # capped at the paper's 50
-    assert train.budget(cfg, 200, 80, scale=0.1, min_steps=0).epochs == 20
-
-
-def test_budget_caps_at_the_papers_steps_when_its_batch_was_smaller():
-    cfg = train.TrainConfig(batch_size=32)
-    # MaPLe: 5 epochs at batch 4 on 160 images = 200 steps; at batch 32 that is 40 epochs
-    assert train.budget(cfg, 5, 160, scale=1.0, min_steps=200, paper_batch=4).epochs == 40
-    assert train.budget(cfg, 5, 160, scale=1.0, min_steps=100, paper_batch=4).epochs == 20
-
-
-def test_budget_keeps_the_papers_epochs_when_its_batch_was_larger():
-    cfg = train.TrainConfig(batch_size=64)  # Tip-Adapter-F: 20 epochs at batch 256
-    assert train.budget(cfg, 20, 1280, scale=1.0, min_steps=200, paper_batch=256).epochs == 20
-
-
 def test_paper_config_takes_the_papers_recipe_and_marks_it():
     base = train.TrainConfig(seed=3, n_views=2, max_steps=7)
     maple = train.paper_config("maple", base)
@@ -161,6 +141,20 @@ def test_paper_config_takes_the_papers_recipe_and_marks_it():
     assert not train.TrainConfig().paper
     with pytest.raises(KeyError, match="no published recipe for 'flyp'.*plateau"):
         train.paper_config("flyp")
+
+
+def test_recipe_is_the_papers_else_the_workbooks_own_else_nothing(capsys):
+    coop1, coop16 = train.recipe("coop", shots=1), train.recipe("coop", shots=16, max_steps=5)
+    assert (coop1.epochs, coop16.epochs, coop16.max_steps) == (50, 200, 5)
+    assert coop16 == train.paper_config("coop", train.TrainConfig(max_steps=5))  # shared ckpts
+    assert train.recipe("tip-adapter-f").warmup_epochs == 0  # Tip-Adapter: no warm-up
+    assert train.recipe("maple").warmup_epochs == 1  # Dassl: one warm-up epoch
+    probe = train.recipe("linear-probe-zs")
+    assert probe.paper == "" and probe.epochs == 200  # own schedule: must show a plateau
+    assert train.recipe("zero-shot") is None and train.recipe("tip-adapter") is None
+    df = train.recipe_table({"CoOp": coop16, "probe": probe})
+    out = capsys.readouterr().out
+    assert df.loc["CoOp", "epochs"] == 200 and "CoOp configs" in out and "own" in out
 
 
 def test_fit_records_the_paper_recipe_in_the_history(tiny_clip, few_shot_set):

@@ -134,6 +134,17 @@ def test_name_noise_swaps_names_for_look_alikes_only_when_asked(monkeypatch):
     assert world.caption_knobs()["NAME_NOISE_P"] == 0.5
 
 
+def test_texture_noise_sets_the_texture_share_apart_from_the_shapes(monkeypatch):
+    monkeypatch.setattr(world, "NAME_NOISE_P", 1.0)
+    rng = np.random.default_rng(0)
+    assert "TEXTURE_NOISE_P" not in world.caption_knobs()  # None: as NAME_NOISE_P
+    assert world._misnamed("checkered", rng) == "dotted"
+    monkeypatch.setattr(world, "TEXTURE_NOISE_P", 0.0)
+    assert {world._misnamed("checkered", rng) for _ in range(50)} == {"checkered"}
+    assert world._misnamed("diamond", rng) != "diamond"  # shapes keep NAME_NOISE_P
+    assert world.caption_knobs()["TEXTURE_NOISE_P"] == 0.0
+
+
 def test_name_noise_to_common_names_only_moves_towards_the_everyday_name(monkeypatch):
     monkeypatch.setattr(world, "NAME_NOISE_P", 1.0)
     monkeypatch.setattr(world, "NAME_NOISE_TO", "common")

@@ -38,8 +38,9 @@ for item in args.set:
         parser.error(f"--set {item}: cliptune.world has no knob {knob!r}")
     default = getattr(world, knob)
     # a tuple knob takes comma-separated names (TEXTURE_TASK_SHAPES=circle,square)
+    # a knob that defaults to None (TEXTURE_NOISE_P: "as NAME_NOISE_P") takes a number
     setattr(world, knob, tuple(value.split(",")) if isinstance(default, tuple)
-            else type(default)(value))
+            else float(value) if default is None else type(default)(value))
 fields = {}
 for item in args.recipe_set:
     field, _, value = item.partition("=")

@@ -275,7 +275,8 @@ plots.interactive(highlight, "the class or domain to follow", selection=choice)
 # %%
 from cliptune import train
 
-COMPAT_TRAIN = train.TrainConfig(epochs=2 if FAST_DEV_RUN else 20, batch_size=32, lr=2e-3)
+# CoOp's paper recipe, the config notebooks 02 and 07 build: their checkpoints are loaded here
+COMPAT_TRAIN = train.recipe("coop", SHOTS, 3 if FAST_DEV_RUN else None)
 coops = {seed: protocols.train_method("coop", zoo[OLD],
                                       data.few_shot(data.tiny(TASK, "train"), SHOTS, seed),
                                       seed, COMPAT_TRAIN)[0] for seed in SEEDS}

@@ -38,7 +38,8 @@ HEAVY_SEEDS = (1, 2, 3)
 RETRAIN_ON_UPDATE = ("coop", "contcoop", "clip-adapter")  # (d): first task, first seed
 ABLATION_SEEDS = (1, 2, 3)
 CEILING = 98.0  # zero-shot accuracy above which a task has no room for a gain
-MIN_STEPS = 200  # every run takes at least this many steps (never more than its paper's)
+ABLATION_TASK = "shapes"  # ContCoOp's switches: a run on objects' 80 classes at CoOp's full
+# recipe takes about three minutes, on shapes' 10 a few seconds
 params.declare(globals())  # the next cell checks every value above
 
 # %%
@@ -56,7 +57,7 @@ from cliptune.methods import tip_adapter
 FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 if FAST_DEV_RUN:
     TASKS, SEEDS, HEAVY_SEEDS, ABLATION_SEEDS = ("objects",), (1,), (1,), (1,)
-    HEAVY_TASKS = ("objects",)
+    HEAVY_TASKS, ABLATION_TASK = ("objects",), "objects"
     METHODS = tuple(m for m in METHODS if m in ("coop", "contcoop", "clip-adapter",
                                                 "tip-adapter", "maple"))
 plots.style()
@@ -65,40 +66,23 @@ zoo = {name: models.load_clip(name) for name in (OLD,) + tuple(UPDATES)}
 # %% [markdown]
 # ## Training recipes
 #
-# One recipe per family, scaled to the tiny world (few-shot sets of 16 images per class:
-# 80-1280 images). Prompt methods follow CoOp's SGD recipe with its learning rate scaled
-# linearly to batch 128 (KgCoOp's batch size), adapters follow their papers, and the
-# multimodal methods MaPLe's (RESTORE: its own ten epochs). Each method's paper epochs are
-# scaled down, but every run takes at least `MIN_STEPS` steps and never more than its paper's
-# number of steps (`train.budget`; the papers' batches were smaller, so their step counts are
-# large). Every method runs three seeds on every main task; the convergence table below is
-# the evidence that these schedules plateau. `FAST_DEV_RUN` caps every run at 3 steps
-# (numbers are then meaningless: it only checks the pipeline).
+# **Each paper's own recipe, unscaled** (`train.recipe`, the table below; ContCoOp's is
+# unpublished and takes CoOp's). Notebooks 02 and 03 build the same configs, so the 16-shot
+# runs they trained on `tiny-v1` are loaded here, not trained again. Every method runs three
+# seeds on every main task; the convergence table lists each run's schedule and whether it
+# also plateaued. `FAST_DEV_RUN` caps every run at 3 steps (numbers are then meaningless: it
+# only checks the pipeline).
 
 # %%
-def recipe(method: str, n_images: int | None = None) -> train.TrainConfig:
-    if method in ("maple", "restore", "ivlp"):
-        cfg = train.TrainConfig(epochs=4, batch_size=32, lr=3.5e-3)
-    elif method == "cocoop":  # B x C text passes per step: one epoch at batch 16
-        cfg = train.TrainConfig(epochs=1, batch_size=16, lr=2e-3, warmup_epochs=0.1)
-    elif method == "tip-adapter-f":
-        cfg = train.TrainConfig(epochs=20, batch_size=64, lr=1e-3, optimizer="adamw",
-                                weight_decay=0.01, warmup_epochs=0)
-    elif method in ("linear-probe", "clip-adapter"):
-        cfg = train.TrainConfig(epochs=20, batch_size=32, lr=2e-3 if method == "clip-adapter" else 1e-2)
-    else:  # CoOp's lr 2e-3 at batch 32, scaled linearly to batch 128: a quarter of the steps
-        cfg = train.TrainConfig(epochs=20, batch_size=128, lr=8e-3)
-    if n_images is not None:  # the paper's schedule, scaled (train.PAPER_SCHEDULES)
-        cfg = train.paper_budget(method, cfg, n_images, MIN_STEPS)
-    return dataclasses.replace(cfg, max_steps=3) if FAST_DEV_RUN else cfg
+def recipe(method: str) -> train.TrainConfig:
+    """The method's recipe at SHOTS shots (``train.recipe``, shared with notebooks 02 and 03);
+    a bare config for one that trains nothing (Tip-Adapter's cache, the solved probe)."""
+    cap = 3 if FAST_DEV_RUN else None
+    return train.recipe(method, SHOTS, cap) or train.TrainConfig(max_steps=cap)
 
 
-pd.DataFrame({m: {k: v for k, v in dataclasses.asdict(recipe(m)).items()
-                  if k in ("epochs", "batch_size", "lr", "optimizer", "max_steps")}
-              | dict(zip(("paper epochs", "paper batch"), train.PAPER_SCHEDULES.get(m, ("-", "-"))))
-              | {f"epochs on {t}": recipe(m, SHOTS * len(data.tiny(t, "train").classnames)).epochs
-                 for t in TASKS}
-              for m in METHODS}).T
+_ = train.recipe_table({m: recipe(m) for m in METHODS if m in train.PAPER_RECIPES
+                        or m in train.OWN_RECIPES})
 
 # %% [markdown]
 # ## The experiment
@@ -114,7 +98,7 @@ histories = {}
 def train_on(method, clip, task, train_set, seed):
     """Train (or load) one module; Tip-Adapter's alpha and beta are searched on a validation
     split of min(K, 4) shots per class that shares no image with the training shots."""
-    cfg = recipe(method, len(train_set))
+    cfg = recipe(method)
     if method in ("tip-adapter", "tip-adapter-f"):
         val = tip_adapter.validation_split(data.tiny(task, "train"), train_set, min(SHOTS, 4), seed)
         module, found = tip_adapter.train_and_search(method, clip, train_set, val, seed, cfg)
@@ -173,7 +157,6 @@ for task in TASKS:
                                         "seeds": SEEDS, "methods": METHODS, "shots": SHOTS,
                                         "fast": FAST_DEV_RUN,
                                         "recipes": {m: dataclasses.asdict(recipe(m)) for m in METHODS},
-                                        "min_steps": MIN_STEPS,
                                         "paper": {m: s for m, s in train.PAPER_SCHEDULES.items()
                                                   if m in METHODS}},
                    rows))
@@ -317,8 +300,8 @@ if {"coop", "contcoop"} <= set(plug.method):
 # %% [markdown]
 # ## Ablation of ContCoOp's switches
 #
-# Every unknown of the reconstruction is a switch (`cliptune/methods/contcoop.py`). On the first
-# task: the class embedding (token embeddings, their mean, or the text feature), what the
+# Every unknown of the reconstruction is a switch (`cliptune/methods/contcoop.py`). On
+# `ABLATION_TASK`: the class embedding (token embeddings, their mean, or the text feature), what the
 # attention attends to, and the zero-shot distillation term and its weight. Each variant is
 # trained on v1 and plugged into both updates.
 
@@ -334,7 +317,9 @@ ABLATIONS = {
 }
 if FAST_DEV_RUN:
     ABLATIONS = dict(list(ABLATIONS.items())[:2])
-task = TASKS[0]
+task = ABLATION_TASK
+if task not in TASKS:  # its zero-shot row comes from the main experiment above
+    raise ValueError(f"ABLATION_TASK={task!r} is not among TASKS {TASKS}: pick one of them")
 test = data.tiny(task, "test")
 fields = {f.name for f in dataclasses.fields(methods.method_class("contcoop").Config)}
 rows = []
@@ -410,7 +395,8 @@ for upd in UPDATES:
         c = compare.compare_methods(comp_v, "contcoop", "coop", tasks=COMMON_TASKS,
                                     eval_model=upd, train_model=OLD)
         entries.append(("contcoop_most_compatible", dataclasses.replace(c, b=f"coop on {upd}"),
-                        f"tasks pooled: {', '.join(COMMON_TASKS)}"))
+                        f"tasks pooled: {', '.join(COMMON_TASKS)}; "
+                        + convergence.summary(convergence_07, "training runs")))
 claims_07 = claims.table(entries, notebook="07")
 claims.show(claims_07)
 

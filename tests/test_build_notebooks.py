@@ -1,0 +1,39 @@
+"""tools/build_notebooks.py --keep-outputs: markdown edits keep outputs, code edits refuse."""
+import importlib.util
+import pathlib
+
+import nbformat
+import pytest
+
+PATH = pathlib.Path(__file__).resolve().parent.parent / "tools" / "build_notebooks.py"
+spec = importlib.util.spec_from_file_location("build_notebooks", PATH)
+build_notebooks = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(build_notebooks)
+
+
+def _nb(markdown, code):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(markdown), nbformat.v4.new_code_cell(code)]
+    return nb
+
+
+def test_markdown_change_keeps_the_outputs():
+    old = _nb("old words", "x = 1\nx")
+    old.cells[1].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "1"},
+                                                   execution_count=1)]
+    old.cells[1].execution_count = 1
+    old.metadata["papermill"] = {"duration": 3.0}
+    new = _nb("new words", "x = 1\nx")
+    build_notebooks.carry_outputs(old, new, "nb.ipynb")
+    assert new.cells[0].source == "new words"
+    assert new.cells[1].outputs == old.cells[1].outputs and new.cells[1].execution_count == 1
+    assert new.metadata["papermill"] == {"duration": 3.0}
+
+
+def test_code_change_refuses_and_names_the_cell():
+    with pytest.raises(SystemExit, match="code cell 1 differs.*rebuild without it"):
+        build_notebooks.carry_outputs(_nb("a", "x = 1"), _nb("a", "x = 2"), "nb.ipynb")
+    with pytest.raises(SystemExit, match="2 code cells in the script, 1 in the notebook"):
+        new = _nb("a", "x = 1")
+        new.cells.append(nbformat.v4.new_code_cell("y = 2"))
+        build_notebooks.carry_outputs(_nb("a", "x = 1"), new, "nb.ipynb")
