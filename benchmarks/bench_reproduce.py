@@ -62,8 +62,9 @@ def main():
         return {"seconds": round(time.time() - t0, 1), "peak_rss_mb": round(peak_mb, 1)}
 
     # a notebook that reuses what earlier ones trained waits for them
-    # (03, 06 and 07 load notebook 02's 16-shot CoOp runs: they share train.recipe's config)
-    needs = {"01": ("00",), "03": ("02",), "06": ("02",), "07": ("02", "03", "04")}
+    # (03, 06 and 07 load notebook 02's 16-shot CoOp runs and 07 loads 03's adapters: they
+    # share train.recipe's configs; 04's base-to-new runs are its own)
+    needs = {"01": ("00",), "03": ("02",), "06": ("02",), "07": ("02", "03")}
     done, futures = {}, {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         pending = list(books)
