@@ -1,8 +1,8 @@
 """Run every notebook in order, in place, with papermill, and record wall time and peak memory.
 
 With ``--jobs 2`` two notebooks run at once, one torch thread each (on 2 cores that beats one
-notebook on 2 threads: much of a notebook is single-threaded Python); notebook 07 waits for
-02-04, whose trained modules it reuses, and 01 for 00, whose image features of the zoo's test
+notebook on 2 threads: much of a notebook is single-threaded Python); a notebook waits for
+those whose trained modules it loads (03 and 06 for 02, 07 for 02 and 03), and 01 for 00, whose image features of the zoo's test
 sets it reads back from the feature cache instead of encoding them again.
 
 `make reproduce` calls this, so each reproduction leaves benchmarks/results/reproduce.json.

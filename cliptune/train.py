@@ -137,12 +137,6 @@ def recipe(method: str, shots: int = 16, max_steps: int | None = None) -> TrainC
     return None
 
 
-PAPER_SCHEDULES = {m: (r.epochs, r.batch_size) for m, r in PAPER_RECIPES.items()}
-PAPER_SCHEDULES["linear-probe-zs"] = (20, 32)  # the workbook's earlier SGD probe schedule
-PAPER_SCHEDULES["linear-probe"] = PAPER_SCHEDULES["linear-probe-zs"]
-"""method -> (epochs, batch) of its paper's few-shot recipe (stored with notebook results)."""
-
-
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)  # drop_last, as Dassl does when n >= batch_size
 

@@ -184,8 +184,7 @@ for task in TASKS:
                     modules[(label, seed)] = module
 RUN_CONFIG = {"experiment": "few-shot", "model": MODEL_OLD, "tasks": TASKS, "shots": SHOTS,
               "seeds": SEEDS, "methods": METHODS, "fast": FAST_DEV_RUN,
-              "recipes": {m: dataclasses.asdict(recipe(registered(m)[0])) for m in METHODS},
-              "paper": {m: s for m, s in train.PAPER_SCHEDULES.items() if m in METHODS}}
+              "recipes": {m: dataclasses.asdict(recipe(registered(m)[0])) for m in METHODS}}
 results.record(EXPERIMENT, RUN_CONFIG, fs_rows)
 pd.Series(timings).round(1).to_frame("seconds (train + test, all runs)")
 

@@ -178,7 +178,7 @@ hashes, histories, t0 = [], {}, time.time()
 for task in TASKS:
     for seed in SEEDS:
         for label, (name, mcfg) in {"zero-shot CLIP": ("zero-shot", {}), **METHODS}.items():
-            cfg = train.recipe(name, SHOTS, MAX_STEPS)  # None for zero-shot
+            cfg = train_config(name)  # None for zero-shot
             out = protocols.base_to_new(name, clip, task, SHOTS, seed, cfg, **mcfg)
             if name != "zero-shot":
                 histories[task, label, seed] = out["history"]

@@ -156,9 +156,7 @@ for task in TASKS:
     run_hashes.append(results.record("07_compatibility", {"experiment": "compatibility", "task": task,
                                         "seeds": SEEDS, "methods": METHODS, "shots": SHOTS,
                                         "fast": FAST_DEV_RUN,
-                                        "recipes": {m: dataclasses.asdict(recipe(m)) for m in METHODS},
-                                        "paper": {m: s for m, s in train.PAPER_SCHEDULES.items()
-                                                  if m in METHODS}},
+                                        "recipes": {m: dataclasses.asdict(recipe(m)) for m in METHODS}},
                    rows))
 pd.DataFrame(timings).groupby("method").seconds.sum().round(1).to_frame("seconds (total)")
 
