@@ -89,9 +89,9 @@ def _texture_mask(texture: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if texture == "dotted":
         return (np.sin(u * 7.5) > 0.45) & (np.sin(v * 7.5) > 0.45)
     if texture == "checkered":
-        return (np.sin(u * 5.0) > 0) ^ (np.sin(v * 5.0) > 0)
+        return (np.sin(u * CHECKER_FREQ) > 0) ^ (np.sin(v * CHECKER_FREQ) > 0)
     if texture == "wavy":
-        return np.sin(v * 7.0 + 2.2 * np.sin(u * 5.0)) > 0.3
+        return np.sin(v * 7.0 + WAVE_AMPLITUDE * np.sin(u * 5.0)) > 0.3
     raise KeyError(f"unknown texture {texture!r}; known textures: {', '.join(TEXTURES)}")
 
 
@@ -188,6 +188,15 @@ def render(scene: Scene, seed: int) -> np.ndarray:
 # object's radius) and a thick ink line. 0 keeps the plain flat-fill cartoon of the first zoos,
 # on which cartoon zero-shot sat within 3 points of photo (no shift to study).
 CARTOON_WOBBLE = 0.08
+# Checks per object radius (the angular frequency of the checkerboard in object coordinates).
+# At 5 a large object shows about three blocks across, which the zoo's image towers did not
+# tell from waves (a logistic probe on frozen tiny-v1 features: 56% on checkered vs wavy
+# photos, 2 classes); 8 draws about five, a two-dimensional pattern at 32 px (trials N11-N13,
+# data/zoo/trials.json).
+CHECKER_FREQ = 5.0
+# How far the waves of "wavy" swing (radians of the stripes' phase). At 2.2 a large object
+# shows shallow zigzags that the zoo's towers confuse with stripes and checks.
+WAVE_AMPLITUDE = 2.2
 
 
 # --------------------------------------------------------------------------- captions
@@ -249,6 +258,10 @@ def caption_knobs() -> dict:
         knobs.update(TEXTURE_NOISE_P=TEXTURE_NOISE_P)
     if CARTOON_WOBBLE:  # a rendering knob, but it shapes the corpus's cartoons as well
         knobs.update(CARTOON_WOBBLE=CARTOON_WOBBLE)
+    if CHECKER_FREQ != 5.0:  # likewise; 5 is the checkerboard of the first zoos
+        knobs.update(CHECKER_FREQ=CHECKER_FREQ)
+    if WAVE_AMPLITUDE != 2.2:  # and 2.2 their waves
+        knobs.update(WAVE_AMPLITUDE=WAVE_AMPLITUDE)
     return knobs
 
 
@@ -358,6 +371,14 @@ class TaskSpec:
 SHAPES_BASE = ("circle", "square", "triangle", "star", "heart")
 
 
+# Textures' base classes; empty: CoOp's first half (plain, striped, dotted | checkered, wavy).
+# Either way each look-alike family (striped/wavy, dotted/checkered) has one member in each
+# half. The other split that does so, ("plain", "striped", "checkered") | (dotted, wavy), also
+# parts the two textures that the zoos of trials N10-N12 could not tell apart by name
+# (checkered and wavy: text cosine 0.99), which made the first half's new classes a coin flip.
+TEXTURES_BASE: tuple[str, ...] = ()
+
+
 def coop_base(classnames) -> tuple[str, ...]:
     """CoOp's base classes: the first ceil(C/2) of ``classnames``."""
     return tuple(classnames[:math.ceil(len(classnames) / 2)])
@@ -368,6 +389,11 @@ def base_classes(task: str) -> tuple[str, ...]:
     if task not in TASKS:
         raise KeyError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
     spec = TASKS[task]
+    if task == "textures" and TEXTURES_BASE:
+        if not set(TEXTURES_BASE) < set(spec.classnames):
+            raise ValueError(f"TEXTURES_BASE={TEXTURES_BASE!r}: use some, not all, of "
+                             f"{', '.join(spec.classnames)}")
+        return tuple(c for c in spec.classnames if c in TEXTURES_BASE)
     return spec.base or coop_base(spec.classnames)
 
 
@@ -525,7 +551,8 @@ def task_split(task: str, split: str, domain: str = "photo", seed: int = 0):
         raise ValueError(f"TEXTURE_TASK_SHAPES={TEXTURE_TASK_SHAPES!r}: use a non-empty tuple "
                          f"of world.SHAPES")
     return _render_split(task, split, domain, int(seed), CARTOON_WOBBLE,
-                         tuple(TEXTURE_TASK_SHAPES))
+                         tuple(TEXTURE_TASK_SHAPES), float(CHECKER_FREQ),
+                         float(WAVE_AMPLITUDE))
 
 
 # Rendering is the slow part of a split (about 2 s for 3000 images) and notebooks draw the same
@@ -533,7 +560,7 @@ def task_split(task: str, split: str, domain: str = "photo", seed: int = 0):
 # The rendering knobs are part of the key: a split drawn before it changes is never handed out.
 @functools.lru_cache(maxsize=64)
 def _render_split(task: str, split: str, domain: str, seed: int, wobble: float,
-                  texture_shapes: tuple):
+                  texture_shapes: tuple, checker_freq: float, wave_amplitude: float):
     spec = TASKS[task]
     per_class = spec.train_per_class if split == "train" else spec.test_per_class
     rng = np.random.default_rng(_stable_seed("task", task, split, domain, seed))

@@ -61,6 +61,15 @@ def test_the_full_set_objective_decides_when_recorded():
     assert b["rel_change"] == pytest.approx(-0.2)
 
 
+def test_a_loss_near_zero_plateaus_by_its_absolute_fall():
+    # 0.0040 -> 0.0030 is a third of the final loss but 0.001 nats, and 0.1% of the whole fall
+    fitted = convergence.summarise({"loss": [0.1] * 400, "objective": [1.2, 0.0040, 0.0030]})
+    assert fitted["converged"] and fitted["rel_change"] == pytest.approx(-1 / 3)
+    # the same relative fall at 0.03 nats is a run still fitting
+    fitting = convergence.summarise({"loss": [0.1] * 400, "objective": [1.2, 0.12, 0.09]})
+    assert not fitting["converged"] and fitting["note"] == "still falling"
+
+
 def test_a_diverged_run_is_flagged_as_such():
     out = convergence.summarise({"loss": [1.0, float("nan")], "diverged_at": 1,
                                  "objective": [1.0, float("nan")]})

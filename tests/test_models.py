@@ -105,6 +105,18 @@ def test_zoo_manifest_matches_committed_weights():
     assert all(models.verify_zoo().values())
 
 
+def test_the_committed_zoo_was_trained_under_the_worlds_caption_and_rendering_knobs():
+    # a knob changed in world.py without retraining the zoo would leave the zoo's corpus and
+    # the tasks' images drawn from two different worlds
+    from cliptune import world
+    path = models.ZOO_DIR / "manifest.json"
+    if not path.exists():
+        pytest.skip("no zoo yet")
+    manifest = json.loads(path.read_text())
+    assert {name: entry["captions"] for name, entry in manifest.items()} == \
+        {name: world.caption_knobs() for name in manifest}
+
+
 def test_weights_cached_reads_the_hub_cache_without_network(monkeypatch, tmp_path):
     from huggingface_hub import constants
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))

@@ -177,6 +177,26 @@ def test_a_cached_split_is_never_handed_out_after_the_rendering_knob_changes(mon
     assert not np.array_equal(world.task_split("shapes", "test", "cartoon")[0], flat)
 
 
+@pytest.mark.parametrize("knob, value, texture", [("CHECKER_FREQ", 8.0, "checkered"),
+                                                   ("WAVE_AMPLITUDE", 4.0, "wavy")])
+def test_a_pattern_knob_changes_its_own_texture_only_and_is_recorded(monkeypatch, knob, value,
+                                                                     texture):
+    scene = world.Scene("square", "red", texture, "large", 1, "white", "photo")
+    stripes = dataclasses.replace(scene, texture="striped")
+    before, striped = world.render(scene, 3), world.render(stripes, 3)
+    split = world.task_split("textures", "test")[0]
+    v, u = np.mgrid[-1:1:64j, -1:1:64j]
+    edges = lambda: int(np.diff(world._texture_mask(texture, u, v), axis=1).sum())  # noqa: E731
+    edges_before = edges()
+    assert knob not in world.caption_knobs()  # the first zoos' pattern
+    monkeypatch.setattr(world, knob, value)
+    assert edges() > 1.2 * edges_before  # finer checks, steeper waves: more light/dark edges
+    assert not np.array_equal(world.render(scene, 3), before)
+    assert np.array_equal(world.render(stripes, 3), striped)
+    assert world.caption_knobs()[knob] == value
+    assert not np.array_equal(world.task_split("textures", "test")[0], split)  # not the cache
+
+
 def test_texture_task_shapes_changes_the_textures_task_only(monkeypatch):
     monkeypatch.setattr(world, "TEXTURE_TASK_SHAPES", world.SHAPES)
     assert {s.shape for s in world.task_split("textures", "train")[2]} == set(world.SHAPES)
@@ -189,6 +209,18 @@ def test_texture_task_shapes_changes_the_textures_task_only(monkeypatch):
     monkeypatch.setattr(world, "TEXTURE_TASK_SHAPES", ("circle", "oval"))
     with pytest.raises(ValueError, match="TEXTURE_TASK_SHAPES"):
         world.task_split("textures", "train")
+
+
+def test_textures_base_knob_chooses_the_base_half(monkeypatch):
+    assert world.base_classes("textures") == ("plain", "striped", "dotted")  # CoOp's first half
+    monkeypatch.setattr(world, "TEXTURES_BASE", ("checkered", "plain", "striped"))
+    assert world.base_classes("textures") == ("plain", "striped", "checkered")  # class order
+    from cliptune import data
+    base, new = data.base_new(data.tiny("textures", "test"))
+    assert new.classnames == ("dotted", "wavy") and len(base) + len(new) == 3000
+    monkeypatch.setattr(world, "TEXTURES_BASE", ("plain", "stripy"))
+    with pytest.raises(ValueError, match="TEXTURES_BASE"):
+        world.base_classes("textures")
 
 
 def test_shapes_base_classes_split_every_look_alike_family():

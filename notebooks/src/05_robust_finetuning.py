@@ -11,8 +11,9 @@
 # to carry a fine-tuning delta over to an updated CLIP as a task vector.
 #
 # **Run time.** The measured time is printed at the end. Unlike the prompt and adapter notebooks, these methods
-# run (and train) the image tower on every step, so the runs are short: 100 steps of batch 64
-# with AdamW at lr 3e-4 for the tiny model, 3 seeds. Trained models are checkpointed under
+# run (and train) the image tower on every step: 1000 steps of batch 64 with AdamW at lr 1e-3
+# for the tiny model, 3 seeds, the schedule on which every method's training objective reaches
+# a plateau (the convergence table below). Trained models are checkpointed under
 # `data/checkpoints` (a rerun loads them). Writes `figures/05_*.png` and
 # `results/05_robust_finetuning/`.
 
@@ -26,9 +27,9 @@ MODEL_UPDATE = "tiny-v2-continued"  # for "Beyond the papers": shares v1's text 
 FT_TASK = "textures"  # the task we fine-tune on (photos)
 OTHER_TASKS = ("shapes", "colours", "counts")  # never fine-tuned on: zero-shot forgetting
 DOMAINS = ("sketch", "cartoon", "painting", "clutter")  # distribution shifts of FT_TASK
-STEPS = 100
+STEPS = 1000
 BATCH = 64
-LR = 3e-4
+LR = 1e-3
 WARMUP_STEPS = 10
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # WiSE-FT mixing weights
 LAMBDA_TCA = 1.0  # ARF: weight of the text-compensated (rich caption) anchor loss
@@ -101,8 +102,14 @@ print(f"model {clip.key}; fine-tuning task {FT_TASK}; fast mode: {FAST_DEV_RUN};
 #
 # **Recipe.** AdamW, weight decay 0.1, gradient clipping at 1, linear warm-up then cosine
 # decay (WiSE-FT and FLYP use the same shape of schedule at lr 3e-5 / 1e-5 for ViT-B/16 and
-# ~25k steps; the tiny model gets 100 steps at lr 3e-4: a short run needs larger steps, and
-# the lr is a parameter above). LP-FT first solves the linear probe to convergence
+# ~25k steps). Their recipe does not carry over to a few hundred images, so the tiny model gets
+# a schedule shown to reach a plateau, the same for every method: the shortest of the ones
+# tried on the training objective alone (`tools/schedule_sweep.py`, seed 1, no test split
+# read) on which FT, LP-FT, FLYP and ARF all plateau. Tried: FT and LP-FT for 100, 300, 1000
+# and 2000 steps and FLYP for 1000 at lr 3e-4; FT for 500 and all four for 1000 at lr 1e-3.
+# At 100 steps (the earlier default) FT and LP-FT were still fitting, so FT vs LP-FT compared
+# budgets; FT's objective still fell after 2000 steps at lr 3e-4 and after 500 at 1e-3. The
+# convergence table below checks every run. LP-FT first solves the linear probe to convergence
 # (logistic regression by L-BFGS on the frozen features, C by cross-validation on the
 # training images, as Kumar et al. fit it), then fine-tunes over the same schedule as FT at
 # a third of its lr (VRF's description); the earlier variant that probed inside FT's schedule
@@ -657,8 +664,9 @@ print(f"notebook run time {time.time() - T0:.0f} s")
 # **Reading.** The printed verdicts above are the result; they are computed from the stored
 # rows. What to keep in mind before reading them as support for (or against) a paper:
 #
-# - The tiny world is small and our fine-tuning is short (100 steps over a few hundred
-#   images, against ~10 ImageNet epochs in the papers), and the tiny CLIP is weak on the
+# - The tiny world is small: a few hundred fine-tuning images, trained to a plateau at a
+#   larger learning rate than the papers' (whose ~10 ImageNet epochs at lr 1e-5 to 3e-5 have
+#   no counterpart here), and the tiny CLIP is weak on the
 #   fine-tuning task (zero-shot well below ceiling on photos, and the shifted domains differ
 #   from photos in ways that are not all harder for textures). The claims table at the end
 #   decides which gaps survive a paired comparison over seeds and test images.
