@@ -197,6 +197,9 @@ CHECKER_FREQ = 5.0
 # How far the waves of "wavy" swing (radians of the stripes' phase). At 2.2 a large object
 # shows shallow zigzags that the zoo's towers confuse with stripes and checks.
 WAVE_AMPLITUDE = 2.2
+# the patterns the first zoos were drawn with: a zoo manifest records a pattern knob only when
+# it differs, so the manifests of those zoos stay valid
+FIRST_ZOO_PATTERNS = {"CHECKER_FREQ": CHECKER_FREQ, "WAVE_AMPLITUDE": WAVE_AMPLITUDE}
 
 
 # --------------------------------------------------------------------------- captions
@@ -258,10 +261,8 @@ def caption_knobs() -> dict:
         knobs.update(TEXTURE_NOISE_P=TEXTURE_NOISE_P)
     if CARTOON_WOBBLE:  # a rendering knob, but it shapes the corpus's cartoons as well
         knobs.update(CARTOON_WOBBLE=CARTOON_WOBBLE)
-    if CHECKER_FREQ != 5.0:  # likewise; 5 is the checkerboard of the first zoos
-        knobs.update(CHECKER_FREQ=CHECKER_FREQ)
-    if WAVE_AMPLITUDE != 2.2:  # and 2.2 their waves
-        knobs.update(WAVE_AMPLITUDE=WAVE_AMPLITUDE)
+    patterns = {"CHECKER_FREQ": CHECKER_FREQ, "WAVE_AMPLITUDE": WAVE_AMPLITUDE}  # likewise
+    knobs.update({k: v for k, v in patterns.items() if v != FIRST_ZOO_PATTERNS[k]})
     return knobs
 
 
