@@ -2,8 +2,9 @@
 
 With ``--jobs 2`` two notebooks run at once, one torch thread each (on 2 cores that beats one
 notebook on 2 threads: much of a notebook is single-threaded Python); a notebook waits for
-those whose trained modules it loads (03 and 06 for 02, 07 for 02 and 03), and 01 for 00, whose image features of the zoo's test
-sets it reads back from the feature cache instead of encoding them again.
+those whose trained modules or chosen designs it loads (03 and 06 for 02, 07 for 02, 03 and
+04), and 01 for 00, whose image features of the zoo's test sets it reads back from the
+feature cache instead of encoding them again.
 
 `make reproduce` calls this, so each reproduction leaves benchmarks/results/reproduce.json.
 Each notebook runs in its own child process; its peak resident memory is that of the
@@ -63,8 +64,9 @@ def main():
 
     # a notebook that reuses what earlier ones trained waits for them
     # (03, 06 and 07 load notebook 02's 16-shot CoOp runs and 07 loads 03's adapters: they
-    # share train.recipe's configs; 04's base-to-new runs are its own)
-    needs = {"01": ("00",), "03": ("02",), "06": ("02",), "07": ("02", "03")}
+    # share train.recipe's configs; 04's base-to-new runs are its own, but 07 reads the
+    # RESTORE design 04 chose on validation data, as it reads ContCoOp's from 02)
+    needs = {"01": ("00",), "03": ("02",), "06": ("02",), "07": ("02", "03", "04")}
     done, futures = {}, {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         pending = list(books)

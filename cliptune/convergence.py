@@ -128,9 +128,18 @@ def table(histories: dict, tail: float = TAIL, threshold: float = THRESHOLD,
     return df
 
 
+def runs_of(df, *names: str):
+    """The rows of a convergence table whose run name has one of ``names`` as a component
+    (run "FT / 3" belongs to "FT"): the runs behind a comparison of those methods."""
+    parts = df.run.str.split(" / ")
+    return df[[bool(set(p) & set(names)) for p in parts]]
+
+
 def summary(df, what: str = "runs") -> str:
     """One sentence from a convergence table: how many runs follow their paper's recipe, how
     many of the others plateaued, and how many are unconverged (neither)."""
+    if not len(df):
+        return f"{what}: no training history recorded"
     n, paper = len(df), int((df.schedule == "paper recipe").sum())
     plateau = int(df.converged.astype(bool).sum())
     bad = int((~df.ok.astype(bool)).sum())

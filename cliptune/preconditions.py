@@ -138,6 +138,38 @@ def verdicts(table, main_tasks, targets: Targets = Targets()):
     return out, enough
 
 
+def shortfalls(table, main_tasks, targets: Targets = Targets()) -> list[str]:
+    """One sentence per failed precondition of a main task: the measured value, the mark it
+    missed and by how many points (``table`` as for :func:`verdicts`)."""
+    import pandas as pd
+    out = []
+    for _, r in table[table.task.isin(main_tasks)].iterrows():
+        zs = {c[3:]: r[c] for c in table.columns if c.startswith("zs_") and
+              c not in ("zs_base", "zs_new") and not pd.isna(r[c])}
+        res = check(zs, r["ceiling"], r["zs_base"], r["zs_new"], bool(r["same_evidence"]), targets)
+        where, photo = f"{r['model']} / {r['task']}", zs["photo"]
+        if not res["zero-shot in range"]:
+            low, high = targets.zero_shot_low, targets.zero_shot_high
+            miss = low - photo if photo < low else photo - high
+            out.append(f"{where}: photo zero-shot {photo:.1f} lies outside [{low:.0f}, "
+                       f"{high:.0f}] by {miss:.1f} points")
+        if not res["ceiling above zero-shot"]:
+            gap = r["ceiling"] - photo
+            out.append(f"{where}: ceiling {r['ceiling']:.1f} is {gap:.1f} points above zero-shot, "
+                       f"{targets.ceiling_gap - gap:.1f} short of {targets.ceiling_gap:.0f}")
+        if not res["shifted domains harder"]:
+            close = {d: v for d, v in zs.items() if d != "photo" and photo - v < targets.domain_gap}
+            out.append(f"{where}: " + ", ".join(f"{d} {v:.1f}" for d, v in close.items())
+                       + f" within {targets.domain_gap:.0f} points of photo {photo:.1f}")
+        if not res["base ~ new"]:
+            gap = abs(r["zs_base"] - r["zs_new"])
+            out.append(f"{where}: base {r['zs_base']:.1f} vs new {r['zs_new']:.1f}, "
+                       f"{gap - targets.base_new_gap:.1f} points beyond {targets.base_new_gap:.0f}"
+                       if r["same_evidence"] else
+                       f"{where}: base and new classes do not need the same kind of evidence")
+    return out
+
+
 def zero_shot_accuracy(clip, ds) -> float:
     """Zero-shot top-1 (percent) with the task's single hand-made template (as CoOp reports)."""
     from cliptune import methods, protocols

@@ -141,6 +141,17 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)  # drop_last, as Dassl does when n >= batch_size
 
 
+def finetune_config(n_train: int, steps: int, lr: float, batch_size: int = 64,
+                    warmup_steps: int = 10, seed: int = 1) -> TrainConfig:
+    """The step-counted schedule of full fine-tuning (notebook 05, tools/schedule_sweep.py):
+    AdamW with weight decay 0.1 as WiSE-FT and FLYP fine-tune, a linear warm-up over
+    ``warmup_steps``, cosine decay to ``steps``, gradients clipped at norm 1."""
+    spe = steps_per_epoch(n_train, batch_size)
+    return TrainConfig(epochs=10_000, batch_size=batch_size, lr=lr, optimizer="adamw",
+                       weight_decay=0.1, warmup="linear", warmup_epochs=warmup_steps / spe,
+                       max_steps=steps, grad_clip=1.0, seed=seed)
+
+
 def learning_rate(step: int, total: int, spe: int, cfg: TrainConfig) -> float:
     warm = int(round(cfg.warmup_epochs * spe))
     warm = min(warm, max(0, total - 1))

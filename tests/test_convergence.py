@@ -106,3 +106,22 @@ def test_summary_counts_recipes_plateaus_and_unconverged():
     df = convergence.table({"a": flat, "b": falling, "c": {**falling, "paper_recipe": "CoOp"}})
     assert convergence.summary(df, "runs") == ("runs: 1 of 3 on their paper's recipe, "
                                                "1 of 3 at a plateau, 1 unconverged")
+
+
+def test_runs_of_picks_the_runs_of_the_named_methods_only():
+    steps = np.arange(200)
+    flat, falling = _hist(1 + 0 * steps), _hist(3 - 0.01 * steps)
+    df = convergence.table({("FT", 1): flat, ("FT", 2): flat, ("ARF (reconstructed)", 1): falling,
+                            ("LP-FT", 1): flat})
+    assert list(convergence.runs_of(df, "FT").run) == ["FT / 1", "FT / 2"]
+    # the unconverged ARF run counts against ARF's comparisons, not against FT vs LP-FT
+    assert convergence.summary(convergence.runs_of(df, "LP-FT", "FT")).endswith("0 unconverged")
+    assert convergence.summary(convergence.runs_of(df, "ARF (reconstructed)", "FT")).endswith(
+        "1 unconverged")
+    assert convergence.runs_of(df, "zero-shot").empty
+
+
+def test_summary_of_no_runs_says_so():
+    df = convergence.table({("FT", 1): _hist(1 + 0 * np.arange(50))})
+    assert convergence.summary(convergence.runs_of(df, "probe"), "runs of probe") == \
+        "runs of probe: no training history recorded"

@@ -366,3 +366,16 @@ def test_feature_shift_text_states_respect_class_conditioning(tiny_clip):
     coco = methods.create("cocoop", tiny_clip).attach(tiny_clip, names)
     with _pytest.raises(TypeError, match="per image"):
         feature_shift.text_states(coco)
+
+
+def test_heavier_hidden_state_preset_weights_the_term_ten_times(tiny_clip, shots):
+    b = _pixel_batch(tiny_clip, shots)
+    cfg = methods.preset("restore", "hidden_state_x10")
+    assert cfg == {"fs_mode": "hidden_state", "lambda_fs": 10.0}
+    m = methods.create("restore", tiny_clip, **cfg).attach(tiny_clip, shots.classnames).train()
+    with torch.no_grad():
+        m.deep_text[0].mul_(3)
+    logits = m(b)
+    loss, logs = m.loss(b, logits)
+    ce = F.cross_entropy(logits, b.labels)
+    assert float(loss.detach()) == pytest.approx(float(ce.detach()) + 10.0 * logs["fs"], rel=1e-5)

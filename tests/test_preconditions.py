@@ -53,6 +53,22 @@ def test_verdicts_count_main_tasks_only():
     assert enough == {"m": True}
 
 
+def test_shortfalls_say_which_mark_was_missed_and_by_how_much():
+    good = {"zs_photo": 50.0, "zs_sketch": 40.0, "ceiling": 80.0, "zs_base": 50.0,
+            "zs_new": 50.0, "same_evidence": True}
+    table = pd.DataFrame([
+        {"model": "m", "task": "a", **good},
+        {"model": "m", "task": "b", **good, "zs_photo": 76.4, "ceiling": 94.0},
+        {"model": "m", "task": "c", **good, "zs_sketch": 47.0, "zs_base": 62.5},
+        {"model": "m", "task": "d", **good, "zs_photo": 90.0}])  # not a main task
+    assert preconditions.shortfalls(table, main_tasks=("a", "b", "c")) == [
+        "m / b: photo zero-shot 76.4 lies outside [35, 75] by 1.4 points",
+        "m / b: ceiling 94.0 is 17.6 points above zero-shot, 2.4 short of 20",
+        "m / c: sketch 47.0 within 5 points of photo 50.0",
+        "m / c: base 62.5 vs new 50.0, 2.5 points beyond 10"]
+    assert preconditions.shortfalls(table, main_tasks=("a",)) == []
+
+
 def test_probe_ceiling_chooses_c_on_validation_and_separates_separable_data():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 8)) * 3

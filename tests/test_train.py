@@ -177,3 +177,13 @@ def test_diverged_runs_are_printed_not_warned(capsys):
     with pytest.warns(UserWarning, match="other"):
         with train.diverged_runs():
             warnings.warn("other")
+
+
+def test_finetune_config_warms_up_over_its_steps_then_decays_to_the_last_step():
+    cfg = train.finetune_config(n_train=960, steps=1000, lr=1e-3, batch_size=64, warmup_steps=10)
+    assert (cfg.optimizer, cfg.weight_decay, cfg.max_steps, cfg.grad_clip) == ("adamw", 0.1, 1000,
+                                                                               1.0)
+    spe = train.steps_per_epoch(960, 64)
+    lrs = [train.learning_rate(s, 1000, spe, cfg) for s in (0, 5, 10, 500, 999)]
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(1e-3, rel=0.01)  # linear warm-up, 10 steps
+    assert lrs[2] > lrs[3] > lrs[4]  # then cosine decay

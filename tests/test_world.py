@@ -136,6 +136,7 @@ def test_name_noise_swaps_names_for_look_alikes_only_when_asked(monkeypatch):
 
 def test_texture_noise_sets_the_texture_share_apart_from_the_shapes(monkeypatch):
     monkeypatch.setattr(world, "NAME_NOISE_P", 1.0)
+    monkeypatch.setattr(world, "TEXTURE_NOISE_P", None)
     rng = np.random.default_rng(0)
     assert "TEXTURE_NOISE_P" not in world.caption_knobs()  # None: as NAME_NOISE_P
     assert world._misnamed("checkered", rng) == "dotted"
@@ -148,6 +149,7 @@ def test_texture_noise_sets_the_texture_share_apart_from_the_shapes(monkeypatch)
 def test_name_noise_to_common_names_only_moves_towards_the_everyday_name(monkeypatch):
     monkeypatch.setattr(world, "NAME_NOISE_P", 1.0)
     monkeypatch.setattr(world, "NAME_NOISE_TO", "common")
+    monkeypatch.setattr(world, "TEXTURE_NOISE_P", None)
     rng = np.random.default_rng(0)
     assert [world._misnamed(n, rng) for n in ("ring", "diamond", "cross", "wavy", "checkered")] \
         == ["circle", "square", "star", "striped", "dotted"]
@@ -181,6 +183,8 @@ def test_a_cached_split_is_never_handed_out_after_the_rendering_knob_changes(mon
                                                    ("WAVE_AMPLITUDE", 4.0, "wavy")])
 def test_a_pattern_knob_changes_its_own_texture_only_and_is_recorded(monkeypatch, knob, value,
                                                                      texture):
+    for k, first in world.FIRST_ZOO_PATTERNS.items():  # start from the first zoos' patterns
+        monkeypatch.setattr(world, k, first)
     scene = world.Scene("square", "red", texture, "large", 1, "white", "photo")
     stripes = dataclasses.replace(scene, texture="striped")
     before, striped = world.render(scene, 3), world.render(stripes, 3)
@@ -212,6 +216,8 @@ def test_texture_task_shapes_changes_the_textures_task_only(monkeypatch):
 
 
 def test_textures_base_knob_chooses_the_base_half(monkeypatch):
+    assert world.base_classes("textures") == ("plain", "striped", "checkered")  # the default
+    monkeypatch.setattr(world, "TEXTURES_BASE", ())
     assert world.base_classes("textures") == ("plain", "striped", "dotted")  # CoOp's first half
     monkeypatch.setattr(world, "TEXTURES_BASE", ("checkered", "plain", "striped"))
     assert world.base_classes("textures") == ("plain", "striped", "checkered")  # class order

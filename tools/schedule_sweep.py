@@ -27,13 +27,10 @@ args = parser.parse_args()
 
 clip = models.load_clip(args.model, train_if_missing=False)
 train_set = data.tiny(args.task, "train")
-spe = train.steps_per_epoch(len(train_set), 64)
 rows = []
 for name in args.methods.split(","):
     for steps in (int(s) for s in args.steps.split(",")):
-        cfg = train.TrainConfig(epochs=10_000, batch_size=64, lr=args.lr, optimizer="adamw",
-                                weight_decay=0.1, warmup="linear", warmup_epochs=10 / spe,
-                                max_steps=steps, grad_clip=1.0, seed=args.seed)
+        cfg = train.finetune_config(len(train_set), steps, args.lr, seed=args.seed)
         method = methods.create(name, clip)
         method.attach(clip, train_set.classnames, train_set.templates)
         t0 = time.time()

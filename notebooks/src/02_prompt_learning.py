@@ -507,15 +507,28 @@ def stored(config):
 b2n_v, curve_v, dg_v = stored(b2n_config), stored(curve_config), stored(dg_config)
 moved_coop = {t: 100 * sum(((trained[t, "coop", s].ctx.detach().cpu() - start).norm() /
                             start.norm()).item() for s in SEEDS) / len(SEEDS) for t in TASKS}
-why = (convergence.summary(b2n_convergence, "base-to-new runs") + "; CoOp's context moved " + ", ".join(f"{v:.1f} per cent of its norm on {t}"
-                                           for t, v in moved_coop.items()))
+moved = "; CoOp's context moved " + ", ".join(f"{v:.1f} per cent of its norm on {t}"
+                                             for t, v in moved_coop.items())
+
+
+def why(*names):
+    """The diagnostics of one comparison: its runs' convergence (and CoOp's context norm)."""
+    runs = convergence.runs_of(b2n_convergence, *names)
+    return (convergence.summary(runs, f"base-to-new runs of {' and '.join(names)}")
+            + (moved if "CoOp" in names else ""))
+
+
 entries = [
-    ("coop_base_gain", compare.compare_methods(b2n_v, "CoOp", "zero-shot", split="base"), why),
-    ("coop_new_drop", compare.compare_methods(b2n_v, "CoOp", "zero-shot", split="new"), why),
-    ("cocoop_vs_coop_hm", compare.compare_methods(b2n_v, "CoCoOp", "CoOp", metric="hm"), why),
-    ("kgcoop_vs_coop_hm", compare.compare_methods(b2n_v, "KgCoOp", "CoOp", metric="hm"), why),
+    ("coop_base_gain", compare.compare_methods(b2n_v, "CoOp", "zero-shot", split="base"),
+     why("CoOp")),
+    ("coop_new_drop", compare.compare_methods(b2n_v, "CoOp", "zero-shot", split="new"),
+     why("CoOp")),
+    ("cocoop_vs_coop_hm", compare.compare_methods(b2n_v, "CoCoOp", "CoOp", metric="hm"),
+     why("CoCoOp", "CoOp")),
+    ("kgcoop_vs_coop_hm", compare.compare_methods(b2n_v, "KgCoOp", "CoOp", metric="hm"),
+     why("KgCoOp", "CoOp")),
     ("contcoop_vs_coop_hm", compare.compare_methods(b2n_v, "ContCoOp", "CoOp", metric="hm"),
-     why),
+     why("ContCoOp", "CoOp")),
     ("coop_fewshot_gain", compare.compare_methods(curve_v, "CoOp", "zero-shot",
                                                   shots=max(CURVE_SHOTS)),
      convergence.summary(curve_convergence, "few-shot curve runs")),

@@ -430,20 +430,24 @@ fs_v = results.load(EXPERIMENT, hashes=[results.config_hash(RUN_CONFIG)], correc
 lo, hi = min(SHOTS), max(SHOTS)
 at = lambda k: {"shots": k}  # noqa: E731
 zs_where = {"shots": 0}
-why_train = convergence.summary(fs_convergence, "training runs")
+def why_train(name):
+    return convergence.summary(convergence.runs_of(fs_convergence, name), f"runs of {name}")
+
+
 why_cache = (f"the {DOMAIN_SHOTS}-shot cache alone classifies {np.mean(cache_only):.1f} per cent "
              f"of the test images, zero-shot {zero_shot[(TASKS[0], 'zero-shot')]:.1f}"
              if cache_only else "cache-only accuracy not measured in this run")
 entries = [
     ("linear_probe_1shot", compare.compare_methods(fs_v, "linear-probe", "zero-shot",
-                                                   a_where=at(lo), b_where=zs_where), why_train),
+                                                   a_where=at(lo), b_where=zs_where),
+     why_train("linear-probe")),
     ("clip_adapter_gain", compare.compare_methods(fs_v, "clip-adapter", "zero-shot",
                                                   a_where=at(hi), b_where=zs_where),
-     f"{why_train}; {why_cache}"),
+     f"{why_train('clip-adapter')}; {why_cache}"),
     ("tip_adapter_gain", compare.compare_methods(fs_v, "tip-adapter", "zero-shot",
                                                  a_where=at(hi), b_where=zs_where), why_cache),
     ("tipf_vs_tip", compare.compare_methods(fs_v, "tip-adapter-f", "tip-adapter", shots=hi),
-     f"{why_train}; {why_cache}"),
+     f"{why_train('tip-adapter-f')}; {why_cache}"),
 ]
 claims_03 = claims.table(entries, notebook="03")
 claims.show(claims_03)
