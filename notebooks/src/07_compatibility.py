@@ -388,13 +388,15 @@ for upd in UPDATES:
         c = compat[(method, upd)]
         own_gain = heat.loc[method, f"on {OLD} (own model)"]
         entries.append(("methods_incompatible", dataclasses.replace(c, a=f"{method} on {upd}"),
-                        f"gain on its own model {own_gain:+.1f} points"))
+                        f"gain on its own model {own_gain:+.1f} points; " + convergence.summary(
+                            convergence.runs_of(convergence_07, method), f"runs of {method}")))
     if {"coop", "contcoop"} <= set(common.method):
         c = compare.compare_methods(comp_v, "contcoop", "coop", tasks=COMMON_TASKS,
                                     eval_model=upd, train_model=OLD)
         entries.append(("contcoop_most_compatible", dataclasses.replace(c, b=f"coop on {upd}"),
                         f"tasks pooled: {', '.join(COMMON_TASKS)}; "
-                        + convergence.summary(convergence_07, "training runs")))
+                        + convergence.summary(convergence.runs_of(convergence_07, "contcoop", "coop"),
+                                              "runs of contcoop and coop")))
 claims_07 = claims.table(entries, notebook="07")
 claims.show(claims_07)
 
