@@ -116,6 +116,15 @@ def check(zero_shot: dict, ceiling: float, base: float, new: float, evidence: bo
     }
 
 
+def _row_checks(r, columns, targets: Targets) -> tuple[dict, dict]:
+    """One table row's zero-shot per domain and its :func:`check` results."""
+    import pandas as pd
+    zs = {c[3:]: r[c] for c in columns if c.startswith("zs_") and
+          c not in ("zs_base", "zs_new") and not pd.isna(r[c])}
+    return zs, check(zs, r["ceiling"], r["zs_base"], r["zs_new"], bool(r["same_evidence"]),
+                     targets)
+
+
 def verdicts(table, main_tasks, targets: Targets = Targets()):
     """Per (model, task) PASS/FAIL columns, plus whether enough main tasks pass everything.
 
@@ -125,9 +134,7 @@ def verdicts(table, main_tasks, targets: Targets = Targets()):
     import pandas as pd
     rows = []
     for _, r in table.iterrows():
-        zs = {c[3:]: r[c] for c in table.columns if c.startswith("zs_") and
-              c not in ("zs_base", "zs_new") and not pd.isna(r[c])}
-        res = check(zs, r["ceiling"], r["zs_base"], r["zs_new"], bool(r["same_evidence"]), targets)
+        _, res = _row_checks(r, table.columns, targets)
         rows.append({"model": r["model"], "task": r["task"],
                      "main task": r["task"] in main_tasks,
                      **{k: "PASS" if v else "FAIL" for k, v in res.items()},
@@ -141,12 +148,9 @@ def verdicts(table, main_tasks, targets: Targets = Targets()):
 def shortfalls(table, main_tasks, targets: Targets = Targets()) -> list[str]:
     """One sentence per failed precondition of a main task: the measured value, the mark it
     missed and by how many points (``table`` as for :func:`verdicts`)."""
-    import pandas as pd
     out = []
     for _, r in table[table.task.isin(main_tasks)].iterrows():
-        zs = {c[3:]: r[c] for c in table.columns if c.startswith("zs_") and
-              c not in ("zs_base", "zs_new") and not pd.isna(r[c])}
-        res = check(zs, r["ceiling"], r["zs_base"], r["zs_new"], bool(r["same_evidence"]), targets)
+        zs, res = _row_checks(r, table.columns, targets)
         where, photo = f"{r['model']} / {r['task']}", zs["photo"]
         if not res["zero-shot in range"]:
             low, high = targets.zero_shot_low, targets.zero_shot_high
