@@ -147,6 +147,12 @@ def summary(df, what: str = "runs") -> str:
             f"{bad} unconverged")
 
 
+def summary_of(df, *names: str, what: str = "runs of") -> str:
+    """``summary`` of the runs behind one comparison (``runs_of``), named after its methods:
+    the "why" of a claims-table row, so a claim carries only its own runs' flags."""
+    return summary(runs_of(df, *names), f"{what} {' and '.join(names)}")
+
+
 def report(histories: dict, title: str = "convergence", tail: float = TAIL,
            threshold: float = THRESHOLD, by: str = "steps"):
     """Print the convergence table and a line naming every unconverged run; return the table.

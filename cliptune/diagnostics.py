@@ -91,7 +91,7 @@ def contcoop_follow(method, clip_a, clip_b, classnames, templates=("a photo of a
 
 # --------------------------------------------------------------------------- ARF
 ATTRIBUTE_WORDS = frozenset(
-    list(world.COLOURS) + list(world.TEXTURES) + list(world.SIZES) + list(world.COUNTS)
+    list(world.COLOURS) + list(world.PATTERNS) + list(world.SIZES) + list(world.COUNTS)
     + list(world.BACKGROUNDS) + list(world.SHAPES) + [s + "s" for s in world.SHAPES])
 
 

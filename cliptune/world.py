@@ -25,6 +25,8 @@ COLOURS = {  # name -> RGB in [0, 1]; red/orange/pink and blue/cyan/purple are t
     "purple": (0.55, 0.20, 0.70), "pink": (0.98, 0.55, 0.72),
 }
 TEXTURES = ("plain", "striped", "dotted", "checkered", "wavy")
+# every pattern the renderer can draw; TEXTURES is the world's set (use_textures changes it)
+PATTERNS = TEXTURES + ("zigzag",)
 SIZES = ("small", "large")
 COUNTS = ("one", "two", "three", "four")
 BACKGROUNDS = {"white": (0.94, 0.94, 0.92), "grey": (0.55, 0.55, 0.56),
@@ -92,7 +94,10 @@ def _texture_mask(texture: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return (np.sin(u * CHECKER_FREQ) > 0) ^ (np.sin(v * CHECKER_FREQ) > 0)
     if texture == "wavy":
         return np.sin(v * 7.0 + WAVE_AMPLITUDE * np.sin(u * 5.0)) > 0.3
-    raise KeyError(f"unknown texture {texture!r}; known textures: {', '.join(TEXTURES)}")
+    if texture == "zigzag":  # wavy's stripes with sharp turns: a triangle wave, not a sine
+        tri = 4.0 * np.abs((u * 5.0 / (2 * np.pi)) % 1.0 - 0.5) - 1.0
+        return np.sin(v * 7.0 + ZIGZAG_AMPLITUDE * tri) > 0.3
+    raise KeyError(f"unknown texture {texture!r}; known textures: {', '.join(PATTERNS)}")
 
 
 def _edges(mask: np.ndarray) -> np.ndarray:
@@ -197,9 +202,13 @@ CHECKER_FREQ = 8.0
 # How far the waves of "wavy" swing (radians of the stripes' phase). At 2.2 a large object
 # shows shallow zigzags that the zoo's towers confuse with stripes and checks.
 WAVE_AMPLITUDE = 2.2
+# How far the zigzags swing (radians of the stripes' phase); only drawn in a world with six
+# textures (use_textures)
+ZIGZAG_AMPLITUDE = 3.0
 # the patterns the first zoos were drawn with: a zoo manifest records a pattern knob only when
 # it differs, so the manifests of those zoos stay valid
 FIRST_ZOO_PATTERNS = {"CHECKER_FREQ": 5.0, "WAVE_AMPLITUDE": 2.2}
+FIRST_ZOO_TEXTURES = TEXTURES
 
 
 # --------------------------------------------------------------------------- captions
@@ -231,7 +240,8 @@ SHAPE_DESCRIPTION = {"circle": "filled round shape", "ring": "hollow round shape
                      "triangle": "three-sided polygon", "hexagon": "six-sided polygon",
                      "star": "five-pointed shape", "cross": "four-armed shape"}
 TEXTURE_DESCRIPTION = {"striped": "a pattern of lines", "dotted": "a pattern of dots",
-                       "checkered": "a pattern of blocks", "wavy": "a pattern of waves"}
+                       "checkered": "a pattern of blocks", "wavy": "a pattern of waves",
+                       "zigzag": "a pattern of zigzags"}
 FINE_SHAPE_P, FINE_COLOUR_P = 0.3, 0.5  # a caption tells the fine shape / colour apart
 # ... and does so by its name (else a description). Texture names are three times as common as
 # in the first zoos (trials N10, N11): at 0.1 the text tower never named checks and waves apart.
@@ -245,12 +255,13 @@ NAME_NOISE_P = 0.4
 # confusion), so the zoo trials vary it apart from the shapes'; the zoo adopted trial N11's 0.1
 TEXTURE_NOISE_P = 0.1
 TEXTURE_LOOKALIKE = {"striped": "wavy", "wavy": "striped", "dotted": "checkered",
-                     "checkered": "dotted"}
+                     "checkered": "dotted", "zigzag": "striped"}
 # "look-alike": any other member of the family; "common": the family's everyday name (a ring
 # called a circle, a diamond a square, a cross a star, waves stripes), never the reverse
 NAME_NOISE_TO = "look-alike"
 COMMON_NAME = {"round shape": "circle", "polygon": "square", "pointed shape": "star",
-               "striped": "striped", "wavy": "striped", "dotted": "dotted", "checkered": "dotted"}
+               "striped": "striped", "wavy": "striped", "dotted": "dotted", "checkered": "dotted",
+               "zigzag": "striped"}
 
 
 def caption_knobs() -> dict:
@@ -265,6 +276,8 @@ def caption_knobs() -> dict:
         knobs.update(CARTOON_WOBBLE=CARTOON_WOBBLE)
     patterns = {"CHECKER_FREQ": CHECKER_FREQ, "WAVE_AMPLITUDE": WAVE_AMPLITUDE}  # likewise
     knobs.update({k: v for k, v in patterns.items() if v != FIRST_ZOO_PATTERNS[k]})
+    if TEXTURES != FIRST_ZOO_TEXTURES:  # a world with other textures draws other corpora
+        knobs.update(TEXTURES=list(TEXTURES), ZIGZAG_AMPLITUDE=ZIGZAG_AMPLITUDE)
     return knobs
 
 
@@ -381,6 +394,26 @@ SHAPES_BASE = ("circle", "square", "triangle", "star", "heart")
 # (checkered and wavy: text cosine 0.99), which made the first half's new classes a coin flip.
 # The zoo uses it (chosen on trial N11's tiny-v1, whose finer checks it also adopted).
 TEXTURES_BASE: tuple[str, ...] = ("plain", "striped", "checkered")
+
+
+def use_textures(names) -> None:
+    """Make ``names`` (drawn from PATTERNS, "plain" first) the world's textures: the textures
+    task's classes and what every corpus and scene draws from. For zoo trials of another
+    texture set (tools/zoo_trial.py --set TEXTURES=...); a zoo records it in its manifest."""
+    global TEXTURES
+    names = tuple(names)
+    unknown = [n for n in names if n not in PATTERNS]
+    if unknown:
+        raise ValueError(f"TEXTURES={names!r}: no pattern named {', '.join(unknown)}; the "
+                         f"renderer draws {', '.join(PATTERNS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"TEXTURES={names!r}: name each texture once")
+    if names[:1] != ("plain",):
+        raise ValueError(f"TEXTURES={names!r}: put 'plain' first (scenes without a pattern "
+                         "draw it)")
+    TEXTURES = names
+    TASKS["textures"] = dataclasses.replace(TASKS["textures"], classnames=names)
+    _render_split.cache_clear()
 
 
 def coop_base(classnames) -> tuple[str, ...]:
@@ -569,7 +602,7 @@ def task_split(task: str, split: str, domain: str = "photo", seed: int = 0):
                          f"of world.SHAPES")
     return _render_split(task, split, domain, int(seed), CARTOON_WOBBLE,
                          tuple(TEXTURE_TASK_SHAPES), float(CHECKER_FREQ),
-                         float(WAVE_AMPLITUDE))
+                         float(WAVE_AMPLITUDE), tuple(TEXTURES), float(ZIGZAG_AMPLITUDE))
 
 
 # Rendering is the slow part of a split (about 2 s for 3000 images) and notebooks draw the same
@@ -577,7 +610,8 @@ def task_split(task: str, split: str, domain: str = "photo", seed: int = 0):
 # The rendering knobs are part of the key: a split drawn before it changes is never handed out.
 @functools.lru_cache(maxsize=64)
 def _render_split(task: str, split: str, domain: str, seed: int, wobble: float,
-                  texture_shapes: tuple, checker_freq: float, wave_amplitude: float):
+                  texture_shapes: tuple, checker_freq: float, wave_amplitude: float,
+                  textures: tuple = (), zigzag_amplitude: float = 0.0):
     spec = TASKS[task]
     per_class = spec.train_per_class if split == "train" else spec.test_per_class
     rng = np.random.default_rng(_stable_seed("task", task, split, domain, seed))

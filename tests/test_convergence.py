@@ -125,3 +125,14 @@ def test_summary_of_no_runs_says_so():
     df = convergence.table({("FT", 1): _hist(1 + 0 * np.arange(50))})
     assert convergence.summary(convergence.runs_of(df, "probe"), "runs of probe") == \
         "runs of probe: no training history recorded"
+
+
+def test_summary_of_names_the_compared_methods_and_counts_only_their_runs():
+    steps = np.arange(200)
+    flat, falling = _hist(1 + 0 * steps), _hist(3 - 0.01 * steps)
+    df = convergence.table({("FT", 1): flat, ("LP-FT", 1): flat, ("ARF", 1): falling})
+    assert convergence.summary_of(df, "LP-FT", "FT") == (
+        "runs of LP-FT and FT: 0 of 2 on their paper's recipe, 2 of 2 at a plateau, 0 unconverged")
+    assert convergence.summary_of(df, "ARF", what="base-to-new runs of").startswith(
+        "base-to-new runs of ARF: 0 of 1")
+    assert convergence.summary_of(df, "probe").endswith("no training history recorded")

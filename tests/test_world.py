@@ -239,3 +239,43 @@ def test_shapes_base_classes_split_every_look_alike_family():
     assert world.base_classes("objects") == world.TASKS["objects"].classnames[:40]
     with pytest.raises(KeyError, match="unknown task 'shape'"):
         world.base_classes("shape")
+
+
+@pytest.fixture
+def restore_textures(monkeypatch):
+    """use_textures rebinds world.TEXTURES and the textures task: put both back afterwards."""
+    monkeypatch.setattr(world, "TEXTURES", world.TEXTURES)
+    monkeypatch.setitem(world.TASKS, "textures", world.TASKS["textures"])
+
+
+def test_use_textures_adds_a_pattern_to_every_draw_and_to_the_task(restore_textures):
+    five = world.task_split("textures", "test")
+    assert "TEXTURES" not in world.caption_knobs()  # the zoo's five: nothing to record
+    world.use_textures(world.PATTERNS)
+    assert world.TASKS["textures"].classnames == world.PATTERNS
+    images, labels, scenes = world.task_split("textures", "test")  # not the cached five
+    assert len(images) == 6 * world.TASKS["textures"].test_per_class != len(five[0])
+    assert [world.PATTERNS.index(s.texture) for s in scenes] == labels.tolist()
+    assert world.base_classes("textures") == ("plain", "striped", "checkered")
+    # zigzags are drawn, differ from waves, and a caption names or describes them
+    v, u = np.mgrid[-1:1:64j, -1:1:64j]
+    assert world._texture_mask("zigzag", u, v).mean() > 0.1
+    assert (world._texture_mask("zigzag", u, v) != world._texture_mask("wavy", u, v)).mean() > 0.1
+    scene = world.Scene("square", "red", "zigzag", "large", 1, "white", "photo")
+    assert "zigzag" in world.captioner(scene)
+    assert world.caption_knobs()["TEXTURES"] == list(world.PATTERNS)
+    rng = np.random.default_rng(0)
+    assert any(s.texture == "zigzag" for s in (world.random_scene(rng, {"photo": 1.0})
+                                               for _ in range(200)))
+
+
+@pytest.mark.parametrize("names, why", [
+    (("plain", "striped", "spotted"), "no pattern named spotted"),
+    (("striped", "plain"), "put 'plain' first"),
+    (("plain", "wavy", "wavy"), "name each texture once"),
+    ((), "put 'plain' first")])
+def test_use_textures_refuses_unknown_repeated_or_plainless_sets(restore_textures, names, why):
+    with pytest.raises(ValueError, match="TEXTURES=") as err:
+        world.use_textures(names)
+    assert why in str(err.value)
+    assert world.TEXTURES == ("plain", "striped", "dotted", "checkered", "wavy")  # unchanged

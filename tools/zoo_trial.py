@@ -3,10 +3,11 @@
     python tools/zoo_trial.py OUT_DIR --set SHAPE_NAME_P=0.05 --set FINE_SHAPE_P=0.7 [--steps N]
         [--recipe-set ssl_weight=0.3] [--measure] [--record LABEL]
 
-Trains the tiny-v1 recipe with the given world knobs (attributes of cliptune.world: captions,
-rendering) into OUT_DIR, never into data/zoo. The run checkpoints and resumes like `make zoo`;
-its history (loss and the zero-shot / probe curve every 500 steps) lands in OUT_DIR. A run
-whose weights are already in OUT_DIR is not trained again.
+Trains the tiny-v1 recipe (or --recipe NAME) with the given world knobs (attributes of
+cliptune.world: captions, rendering; TEXTURES=plain,...,zigzag sets the world's textures
+through world.use_textures) into OUT_DIR, never into data/zoo. The run checkpoints and resumes
+like `make zoo`; its history (loss and the zero-shot / probe curve every 500 steps) lands in
+OUT_DIR. A run whose weights are already in OUT_DIR is not trained again.
 
 --measure: the preconditions of the trained model, measured as notebook 00 measures the zoo
 (`preconditions.measure` on every task, under the trial's own knobs), into OUT_DIR.
@@ -36,6 +37,9 @@ for item in args.set:
     knob, _, value = item.partition("=")
     if not hasattr(world, knob):
         parser.error(f"--set {item}: cliptune.world has no knob {knob!r}")
+    if knob == "TEXTURES":  # the textures task's classes change with it
+        world.use_textures(value.split(","))
+        continue
     default = getattr(world, knob)
     # a tuple knob takes comma-separated names (TEXTURE_TASK_SHAPES=circle,square)
     # a knob that defaults to None (TEXTURE_NOISE_P: "as NAME_NOISE_P") takes a number
