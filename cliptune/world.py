@@ -203,8 +203,10 @@ CHECKER_FREQ = 8.0
 # shows shallow zigzags that the zoo's towers confuse with stripes and checks.
 WAVE_AMPLITUDE = 2.2
 # How far the zigzags swing (radians of the stripes' phase); only drawn in a world with six
-# textures (use_textures)
-ZIGZAG_AMPLITUDE = 3.0
+# textures (use_textures). At 3 they are waves with corners: trial N15's tiny-v1 features could
+# not tell the two apart (textures' ceiling 85.3, wavy vs zigzag a coin flip for zero-shot); at
+# 5 they are steep chevrons that the features separate (trial N16: ceiling 92.1).
+ZIGZAG_AMPLITUDE = 5.0
 # the patterns the first zoos were drawn with: a zoo manifest records a pattern knob only when
 # it differs, so the manifests of those zoos stay valid
 FIRST_ZOO_PATTERNS = {"CHECKER_FREQ": 5.0, "WAVE_AMPLITUDE": 2.2}
