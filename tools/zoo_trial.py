@@ -38,7 +38,10 @@ for item in args.set:
     if not hasattr(world, knob):
         parser.error(f"--set {item}: cliptune.world has no knob {knob!r}")
     if knob == "TEXTURES":  # the textures task's classes change with it
-        world.use_textures(value.split(","))
+        try:
+            world.use_textures(value.split(","))
+        except ValueError as err:
+            parser.error(f"--set {item}: {err}")
         continue
     default = getattr(world, knob)
     # a tuple knob takes comma-separated names (TEXTURE_TASK_SHAPES=circle,square)
