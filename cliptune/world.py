@@ -415,7 +415,6 @@ def use_textures(names) -> None:
                          "draw it)")
     TEXTURES = names
     TASKS["textures"] = dataclasses.replace(TASKS["textures"], classnames=names)
-    _render_split.cache_clear()
 
 
 def coop_base(classnames) -> tuple[str, ...]:
@@ -613,7 +612,7 @@ def task_split(task: str, split: str, domain: str = "photo", seed: int = 0):
 @functools.lru_cache(maxsize=64)
 def _render_split(task: str, split: str, domain: str, seed: int, wobble: float,
                   texture_shapes: tuple, checker_freq: float, wave_amplitude: float,
-                  textures: tuple = (), zigzag_amplitude: float = 0.0):
+                  textures: tuple, zigzag_amplitude: float):
     spec = TASKS[task]
     per_class = spec.train_per_class if split == "train" else spec.test_per_class
     rng = np.random.default_rng(_stable_seed("task", task, split, domain, seed))
