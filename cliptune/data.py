@@ -126,6 +126,26 @@ def tiny(task: str, split: str = "test", domain: str = "photo", seed: int = 0) -
 
 
 # --------------------------------------------------------------------------- splits
+def concat(sets, name: str) -> ImageSet:
+    """The images of ``sets`` (arrays of the same classes, in order) as one ImageSet ``name``."""
+    sets = list(sets)
+    if not sets:
+        raise ValueError("concat needs at least one ImageSet")
+    first = sets[0]
+    for ds in sets[1:]:
+        if ds.classnames != first.classnames:
+            raise ValueError(f"{ds.name} has other classes than {first.name}; concatenate sets "
+                             "of the same classes only")
+        if not isinstance(ds.images, np.ndarray) or not isinstance(first.images, np.ndarray):
+            raise ValueError("concat joins image arrays (tiny-world sets), not file lists")
+    scenes = None if any(ds.scenes is None for ds in sets) else \
+        tuple(s for ds in sets for s in ds.scenes)
+    return dataclasses.replace(first, name=name,
+                               images=np.concatenate([ds.images for ds in sets]),
+                               labels=np.concatenate([np.asarray(ds.labels) for ds in sets]),
+                               scenes=scenes, origin=())
+
+
 def few_shot(ds: ImageSet, shots: int, seed: int, cache_dir=None) -> ImageSet:
     """``shots`` images per class, drawn as CoOp draws them (Python's random, seeded).
 

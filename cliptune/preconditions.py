@@ -202,3 +202,37 @@ def measure(clip, task: str, domains=world.DOMAINS, ceiling_train_seeds=(11, 12,
                ceiling_converged=probe["converged"], ceiling_n=int(sum(len(t) for t in trains)),
                same_evidence=same_evidence(task))
     return row
+
+
+def per_class_zero_shot(clip, task: str) -> dict:
+    """Zero-shot accuracy (percent) of every class of ``task``'s test photos, among the classes
+    of its own half, as ``zs_base`` and ``zs_new`` count it: the mean over a half's classes is
+    that half's accuracy (the test split holds as many images of every class), so this says
+    which classes a base/new gap comes from."""
+    from cliptune import evaluate, methods
+    out = {}
+    for half in data.base_new(data.tiny(task, "test")):
+        method = methods.create("zero-shot", clip, ensemble=False)
+        method.attach(clip, half.classnames, half.templates)
+        out.update(zip(half.classnames, evaluate.per_class_accuracy(method, half).tolist()))
+    return {c: out[c] for c in world.TASKS[task].classnames}
+
+
+def base_new_gaps(per_class, base) -> "pandas.DataFrame":
+    """Base minus new zero-shot of each run from a per-class table (one row per run, one
+    column per class, as :func:`per_class_zero_shot` gives; ``base``: the base classes), with
+    the spread of the classes within each half. When single classes swing from run to run
+    (which class names a pretraining run happened to learn), the gap of five-class halves
+    swings with them, whatever the split."""
+    import pandas as pd
+    per_class = pd.DataFrame(per_class)
+    unknown = [c for c in base if c not in per_class.columns]
+    if unknown or len(base) in (0, per_class.shape[1]):
+        raise ValueError(f"base classes {list(base)} must be some, not all, of the table's "
+                         f"columns {list(per_class.columns)}")
+    new = [c for c in per_class.columns if c not in base]
+    b, n = per_class[list(base)], per_class[new]
+    return pd.DataFrame({"base": b.mean(axis=1), "new": n.mean(axis=1),
+                         "gap": b.mean(axis=1) - n.mean(axis=1),
+                         "class sd within base": b.std(axis=1, ddof=0),
+                         "class sd within new": n.std(axis=1, ddof=0)})

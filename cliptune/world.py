@@ -26,7 +26,7 @@ COLOURS = {  # name -> RGB in [0, 1]; red/orange/pink and blue/cyan/purple are t
 }
 TEXTURES = ("plain", "striped", "dotted", "checkered", "wavy")
 # every pattern the renderer can draw; TEXTURES is the world's set (use_textures changes it)
-PATTERNS = TEXTURES + ("zigzag",)
+PATTERNS = TEXTURES + ("zigzag", "hatched")
 SIZES = ("small", "large")
 COUNTS = ("one", "two", "three", "four")
 BACKGROUNDS = {"white": (0.94, 0.94, 0.92), "grey": (0.55, 0.55, 0.56),
@@ -97,6 +97,8 @@ def _texture_mask(texture: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if texture == "zigzag":  # wavy's stripes with sharp turns: a triangle wave, not a sine
         tri = 4.0 * np.abs((u * 5.0 / (2 * np.pi)) % 1.0 - 0.5) - 1.0
         return np.sin(v * 7.0 + ZIGZAG_AMPLITUDE * tri) > 0.3
+    if texture == "hatched":  # thin lines both ways: a lattice of lines, where checks are blocks
+        return (np.sin(u * 7.0) > 0.7) | (np.sin(v * 7.0) > 0.7)
     raise KeyError(f"unknown texture {texture!r}; known textures: {', '.join(PATTERNS)}")
 
 
@@ -243,7 +245,7 @@ SHAPE_DESCRIPTION = {"circle": "filled round shape", "ring": "hollow round shape
                      "star": "five-pointed shape", "cross": "four-armed shape"}
 TEXTURE_DESCRIPTION = {"striped": "a pattern of lines", "dotted": "a pattern of dots",
                        "checkered": "a pattern of blocks", "wavy": "a pattern of waves",
-                       "zigzag": "a pattern of zigzags"}
+                       "zigzag": "a pattern of zigzags", "hatched": "a pattern of crossing lines"}
 FINE_SHAPE_P, FINE_COLOUR_P = 0.3, 0.5  # a caption tells the fine shape / colour apart
 # ... and does so by its name (else a description). Texture names are three times as common as
 # in the first zoos (trials N10, N11): at 0.1 the text tower never named checks and waves apart.
@@ -257,13 +259,13 @@ NAME_NOISE_P = 0.4
 # confusion), so the zoo trials vary it apart from the shapes'; the zoo adopted trial N11's 0.1
 TEXTURE_NOISE_P = 0.1
 TEXTURE_LOOKALIKE = {"striped": "wavy", "wavy": "striped", "dotted": "checkered",
-                     "checkered": "dotted", "zigzag": "striped"}
+                     "checkered": "dotted", "zigzag": "striped", "hatched": "checkered"}
 # "look-alike": any other member of the family; "common": the family's everyday name (a ring
 # called a circle, a diamond a square, a cross a star, waves stripes), never the reverse
 NAME_NOISE_TO = "look-alike"
 COMMON_NAME = {"round shape": "circle", "polygon": "square", "pointed shape": "star",
                "striped": "striped", "wavy": "striped", "dotted": "dotted", "checkered": "dotted",
-               "zigzag": "striped"}
+               "zigzag": "striped", "hatched": "striped"}
 
 
 def caption_knobs() -> dict:
@@ -394,7 +396,9 @@ SHAPES_BASE = ("circle", "square", "triangle", "star", "heart")
 # half. The other split that does so, ("plain", "striped", "checkered") | (dotted, wavy), also
 # parts the two textures that the zoos of trials N10-N12 could not tell apart by name
 # (checkered and wavy: text cosine 0.99), which made the first half's new classes a coin flip.
-# The zoo uses it (chosen on trial N11's tiny-v1, whose finer checks it also adopted).
+# The zoo uses it (chosen on trial N11's tiny-v1, whose finer checks it also adopted). With a
+# sixth texture, hatched (use_textures), the new half is dotted, wavy and hatched: three and
+# three, each half a line pattern (striped | wavy) and a lattice (checkered | hatched).
 TEXTURES_BASE: tuple[str, ...] = ("plain", "striped", "checkered")
 
 

@@ -100,3 +100,26 @@ def test_main_tasks_are_known_and_disjoint_from_sanity_tasks():
 def test_test_splits_resolve_two_points():
     for spec in world.TASKS.values():
         assert spec.test_per_class * len(spec.classnames) >= 3000
+
+
+def test_base_new_gaps_from_per_class_accuracies():
+    runs = pd.DataFrame({"a": [100.0, 50.0], "b": [80.0, 50.0], "c": [40.0, 90.0],
+                         "d": [60.0, 10.0]}, index=["r1", "r2"])
+    gaps = preconditions.base_new_gaps(runs, base=("a", "b"))
+    assert gaps.loc["r1", "base"] == 90.0 and gaps.loc["r1", "new"] == 50.0
+    assert gaps.gap.tolist() == [40.0, 0.0]
+    assert gaps.loc["r2", "class sd within new"] == pytest.approx(40.0)
+    with pytest.raises(ValueError, match="some, not all"):
+        preconditions.base_new_gaps(runs, base=("a", "z"))
+    with pytest.raises(ValueError, match="some, not all"):
+        preconditions.base_new_gaps(runs, base=("a", "b", "c", "d"))
+
+
+def test_per_class_zero_shot_averages_to_the_halves_accuracy(tiny_clip):
+    from cliptune import data
+    per_class = preconditions.per_class_zero_shot(tiny_clip, "textures")
+    assert list(per_class) == list(world.TASKS["textures"].classnames)
+    base, new = data.base_new(data.tiny("textures", "test"))
+    for half in (base, new):
+        mean = np.mean([per_class[c] for c in half.classnames])
+        assert mean == pytest.approx(preconditions.zero_shot_accuracy(tiny_clip, half), abs=1e-3)

@@ -353,6 +353,77 @@ def test_selection_table_chooses_by_the_stated_rule(tiny_clip):
     assert first == "x"
 
 
+def test_selection_validation_draws_are_train_scenes_apart_from_test_and_training():
+    val = selection.validation("textures", draws=(101, 102))
+    per_draw = len(data.tiny("textures", "train"))
+    assert len(val) == 2 * per_draw and val.name == "textures/train/photo/draws101-102"
+    assert val.scenes is not None and len(val.scenes) == len(val)
+    train_split = data.tiny("textures", "train")
+    selection.check_validation_set(val, train_split)  # no image of the test or training split
+    base_val = selection.validation("objects", base_classes=True, draws=(101,))
+    assert base_val.classnames == data.base_new(data.tiny("objects", "train"))[0].classnames
+    with pytest.raises(selection.SelectionError, match="draw 0 is the training split"):
+        selection.validation("textures", draws=(0, 101))
+    with pytest.raises(ValueError, match="draws is empty"):
+        selection.validation("textures", draws=())
+    with pytest.raises(ValueError, match="other classes"):
+        data.concat([data.tiny("textures", "train"), data.tiny("shapes", "train")], "mixed")
+
+
+def _fake_selection(monkeypatch, accuracies: dict, n_images: int = 400):
+    """select() with stand-in training and scoring: variant label -> its validation accuracy
+    (the same on every column and seed; which images are right depends on the variant)."""
+    trained = []
+
+    def fake_train(method, clip, train_set, seed, train_cfg, **cfg):
+        trained.append((cfg["label"], seed))
+        return cfg["label"], {}
+
+    def fake_score(label, clip, ds):
+        # each variant gets its own images right, as two trained variants do
+        rng = np.random.default_rng(sorted(accuracies).index(label))
+        right = rng.permutation(n_images) < round(accuracies[label] * n_images)
+        return {"value": 100.0 * right.mean(), "correct": right}
+
+    monkeypatch.setattr(protocols, "train_method", fake_train)
+    monkeypatch.setattr(protocols, "score", fake_score)
+    monkeypatch.setattr(selection, "check_validation_set", lambda *a, **k: None)
+    monkeypatch.setattr(selection, "_record", lambda *a, **k: None)
+    return trained
+
+
+def test_selection_adopts_a_switch_only_when_it_beats_the_default_beyond_noise(monkeypatch):
+    variants = {k: {"label": k} for k in ("default", "slightly", "clearly")}
+    tr, val = selection.carve("shapes", 2, seed=1)
+    kw = dict(train_set=tr, val_set=val, seeds=(1, 2, 3), load=lambda name: name)
+    _fake_selection(monkeypatch, {"default": 0.70, "slightly": 0.705, "clearly": 0.60})
+    table, chosen = selection.select("x", variants, adopt="better", **kw)
+    # the best score (+0.5 points) lies inside the noise of 400 images: the default stays
+    assert table.set_index("variant").score.idxmax() == "slightly" and chosen == "default"
+    assert table.set_index("variant").loc["slightly", "verdict"] == "no detectable difference"
+    assert table.set_index("variant").loc["clearly", "verdict"] == "worse"
+    assert selection.select("x", variants, adopt="best", **kw)[1] == "slightly"
+    trained = _fake_selection(monkeypatch, {"default": 0.70, "slightly": 0.705, "clearly": 0.80})
+    table, chosen = selection.select("x", variants, adopt="better", **kw)
+    row = table.set_index("variant").loc["clearly"]
+    assert chosen == "clearly" and row.verdict == "better"
+    assert row["vs default"] == pytest.approx(10.0) and row.chosen
+    assert sorted(trained) == sorted((v, s) for v in variants for s in (1, 2, 3))
+    with pytest.raises(ValueError, match="unknown adoption rule"):
+        selection.select("x", variants, adopt="maybe", **kw)
+
+
+def test_selection_source_all_rule_averages_the_source_columns(monkeypatch):
+    _fake_selection(monkeypatch, {"a": 0.5, "b": 0.9})
+    tr, val = selection.carve("shapes", 2, seed=1)
+    table, chosen = selection.select(
+        "x", {"a": {"label": "a"}, "b": {"label": "b"}}, tr, val, rule="source-all",
+        extra_val={"sketch val": val}, load=lambda name: name)
+    assert selection.rule_columns("source-all", list(table.columns[2:5])) == \
+        ["tiny-v1 val", "tiny-v1 sketch val"]
+    assert chosen == "b" and table.score.tolist() == pytest.approx([50.0, 90.0])
+
+
 def test_loss_term_reports_start_end_and_blowup():
     from cliptune import diagnostics
     calm = diagnostics.loss_term({"fs": [0.25, 0.1, 0.004]})

@@ -254,7 +254,8 @@ def test_use_textures_adds_a_pattern_to_every_draw_and_to_the_task(restore_textu
     world.use_textures(world.PATTERNS)
     assert world.TASKS["textures"].classnames == world.PATTERNS
     images, labels, scenes = world.task_split("textures", "test")  # not the cached five
-    assert len(images) == 6 * world.TASKS["textures"].test_per_class != len(five[0])
+    assert len(images) == len(world.PATTERNS) * world.TASKS["textures"].test_per_class \
+        != len(five[0])
     assert [world.PATTERNS.index(s.texture) for s in scenes] == labels.tolist()
     assert world.base_classes("textures") == ("plain", "striped", "checkered")
     # zigzags are drawn, differ from waves, and a caption names or describes them
@@ -267,6 +268,26 @@ def test_use_textures_adds_a_pattern_to_every_draw_and_to_the_task(restore_textu
     rng = np.random.default_rng(0)
     assert any(s.texture == "zigzag" for s in (world.random_scene(rng, {"photo": 1.0})
                                                for _ in range(200)))
+
+
+def test_hatched_is_a_lattice_of_lines_named_in_one_token_and_balances_the_halves(
+        restore_textures):
+    v, u = np.mgrid[-1:1:64j, -1:1:64j]
+    hatched = world._texture_mask("hatched", u, v)
+    assert 0.2 < hatched.mean() < 0.6
+    for other in ("checkered", "striped", "dotted"):  # its own pattern, not a look-alike's
+        assert (hatched != world._texture_mask(other, u, v)).mean() > 0.2
+    assert world.TEXTURE_LOOKALIKE["hatched"] == "checkered"
+    assert "crossing lines" in world.TEXTURE_DESCRIPTION["hatched"]
+    world.use_textures(("plain", "striped", "dotted", "checkered", "wavy", "hatched"))
+    base = world.base_classes("textures")
+    new = [c for c in world.TEXTURES if c not in base]
+    # three and three: each half holds one line pattern and one lattice
+    assert len(base) == len(new) == 3
+    assert {"striped", "checkered"} <= set(base) and {"wavy", "hatched"} <= set(new)
+    scene = world.Scene("square", "red", "hatched", "large", 1, "white", "photo")
+    assert any("hatched" in world.captioner(scene, k) or "crossing lines" in
+               world.captioner(scene, k) for k in range(20))
 
 
 @pytest.mark.parametrize("names, why", [

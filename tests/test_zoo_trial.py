@@ -21,3 +21,24 @@ def test_a_bad_knob_is_one_clear_error_and_creates_nothing(tmp_path, knob, messa
     assert f"--set {knob}" in run.stderr and message in run.stderr
     assert "Traceback" not in run.stderr
     assert not out.exists()
+
+
+PER_CLASS = TOOL.parent / "trial_per_class.py"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["only-a-folder"], "in pairs"),
+    (["some/folder", "no such trial label"], "no trial 'no such trial label'"),
+])
+def test_trial_per_class_refuses_bad_arguments_before_measuring(tmp_path, argv, message):
+    before = (TOOL.parents[1] / "data" / "zoo" / "trials.json").read_bytes()
+    run = subprocess.run([sys.executable, str(PER_CLASS), *argv], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+    assert (TOOL.parents[1] / "data" / "zoo" / "trials.json").read_bytes() == before
+
+
+def test_trial_per_class_needs_a_trained_trial_folder(tmp_path):
+    run = subprocess.run([sys.executable, str(PER_CLASS), str(tmp_path), "N14 texture names in "
+                          "20 per cent of captions"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "has no manifest.json" in run.stderr

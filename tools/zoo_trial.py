@@ -11,8 +11,11 @@ OUT_DIR. A run whose weights are already in OUT_DIR is not trained again.
 
 --measure: the preconditions of the trained model, measured as notebook 00 measures the zoo
 (`preconditions.measure` on every task, under the trial's own knobs), into OUT_DIR.
---record LABEL: add the trial (knobs, curve, preconditions if measured) to data/zoo/trials.json,
-which notebook 00 plots.
+--per-class: zero-shot accuracy of every class of the main tasks, among its own half's classes
+(`preconditions.per_class_zero_shot`; --measure does it too), into OUT_DIR: which classes a
+base/new gap comes from. Cheap, so it can be added to a trial measured before.
+--record LABEL: add the trial (knobs, curve, preconditions and per-class accuracies if
+measured) to data/zoo/trials.json, which notebook 00 plots.
 """
 import argparse
 import dataclasses
@@ -31,6 +34,8 @@ parser.add_argument("--recipe-set", action="append", default=[], metavar="FIELD=
                     help="override a field of the recipe (e.g. ssl_weight=1.0)")
 parser.add_argument("--steps", type=int, default=None)
 parser.add_argument("--measure", action="store_true", help="measure the preconditions")
+parser.add_argument("--per-class", action="store_true",
+                    help="measure the main tasks' per-class zero-shot accuracies only")
 parser.add_argument("--record", metavar="LABEL", help="add the trial to data/zoo/trials.json")
 args = parser.parse_args()
 for item in args.set:
@@ -70,9 +75,15 @@ else:
     history = models.pretrain(args.recipe, steps=args.steps, progress=False)
 print(json.dumps(history["curve"][-1], indent=1))
 table = args.out / "preconditions.json"
-if args.measure:
+per_class_file = args.out / "per_class.json"
+if args.measure or args.per_class:
     from cliptune import preconditions
     clip = models.load_clip(args.recipe, train_if_missing=False)
+    per_class = {task: preconditions.per_class_zero_shot(clip, task) for task in world.MAIN_TASKS}
+    per_class_file.write_text(json.dumps(per_class, indent=1))
+    for task, accs in per_class.items():
+        print(task, {c: round(a) for c, a in accs.items()} if len(accs) <= 12 else "")
+if args.measure:
     measured = pd.DataFrame([preconditions.measure(clip, task) for task in world.TASKS])
     table.write_text(measured.to_json(orient="records", indent=1))
     checks, _ = preconditions.verdicts(measured, world.MAIN_TASKS)
@@ -89,5 +100,7 @@ if args.record:
     if table.exists():
         entry["preconditions"] = [{k: v for k, v in r.items() if k != "model"}
                                   for r in json.loads(table.read_text())]
+    if per_class_file.exists():
+        entry["per_class"] = json.loads(per_class_file.read_text())
     trials["trials"][args.record] = entry
     trials_file.write_text(json.dumps(trials, indent=1) + "\n")

@@ -431,7 +431,7 @@ lo, hi = min(SHOTS), max(SHOTS)
 at = lambda k: {"shots": k}  # noqa: E731
 zs_where = {"shots": 0}
 def why_train(name):
-    return convergence.summary(convergence.runs_of(fs_convergence, name), f"runs of {name}")
+    return convergence.summary_of(fs_convergence, name)
 
 
 why_cache = (f"the {DOMAIN_SHOTS}-shot cache alone classifies {np.mean(cache_only):.1f} per cent "

@@ -184,31 +184,30 @@ def this_run(config: dict):
 # image-text pairs are retrieved (`text`: caption against class prompt, today's default;
 # `image`: by image similarity to the fine-tuning images) and whether captions longer than the
 # text tower's context are fitted or cut (`text-truncated`). `cliptune.selection.select` trains
-# each preset (this notebook's recipe and settings otherwise) on part of the `FT_TASK`
-# **train** split and measures it on the rest of that split, in photos and, as a shifted-domain
-# validation set, in sketches carved from the sketch **train** split. ARF carries its own
-# fine-tuned copy of CLIP and is not attached to another model, so the rule is `"source"`: the
-# `tiny-v1` validation accuracy on photos (the sketch column is shown, not used); ties go to
-# the first listed. Test splits and the reported updates are never looked at.
+# each preset with this notebook's recipe, training set and seeds (so the chosen preset's runs
+# are the ones evaluated below) and measures it on `selection.validation`: fresh draws of the
+# `FT_TASK` **train** split, other scenes than the training draw and the test split, in photos
+# and, shown beside them, in sketches. ARF carries its own fine-tuned copy of CLIP and is not
+# attached to another model, so the rule is `"source"`: the `tiny-v1` photo validation accuracy,
+# in distribution (ARF's own selection protocol is unpublished; the sketch column is shown, not
+# used: choosing on a reported shift would peek at it). A preset replaces the default only if
+# it beats it beyond noise (`adopt="better"`: the paired confidence interval over seeds and
+# validation images lies above 0). Test splits and the reported updates are never looked at.
 
 # %%
-SELECT_SHOTS = 40  # of the 48 training photos per class: the rest validates
-sel_train, sel_val = selection.carve(FT_TASK, SELECT_SHOTS, seed=1,
-                                     val_shots=len(train_set) // len(train_set.classnames)
-                                     - SELECT_SHOTS)
-_, sel_sketch = selection.carve(FT_TASK, SELECT_SHOTS, seed=1, domain="sketch",
-                                val_shots=len(train_set) // len(train_set.classnames)
-                                - SELECT_SHOTS)
+sel_val = selection.validation(FT_TASK)
+sel_sketch = selection.validation(FT_TASK, "sketch")
 arf_labels = ("text", "image") if FAST_DEV_RUN else ("text", "image", "text-truncated")
 arf_selection, ARF_CHOICE = selection.select(
     "arf", {label: {**ARF_CFG, **methods.preset("arf", label)} for label in arf_labels},
-    sel_train, sel_val, seeds=SEEDS[:1], train_cfg=TRAIN_CFG, rule="source",
-    extra_val={"sketch val": sel_sketch})
+    train_set, sel_val, seeds=SEEDS, train_cfg=TRAIN_CFG, rule="source",
+    extra_val={"sketch val": sel_sketch}, adopt="better")
 ARF_CFG.update(methods.preset("arf", ARF_CHOICE))  # METHOD_CFGS["arf"] is this dict
-print(f"trained on {arf_selection.attrs['train']} ({len(sel_train)} images), validated on "
-      f"{arf_selection.attrs['validation']} ({len(sel_val)} images) and {sel_sketch.name} "
-      f"({len(sel_sketch)}), all from train splits; rule {arf_selection.attrs['rule']!r}; "
-      f"chosen ARF preset: {ARF_CHOICE!r} (overrides {methods.preset('arf', ARF_CHOICE)})")
+print(f"trained on {arf_selection.attrs['train']} ({len(train_set)} images), seeds "
+      f"{arf_selection.attrs['seeds']}; validated on {sel_val.name} ({len(sel_val)} images) "
+      f"and {sel_sketch.name} ({len(sel_sketch)}), fresh draws of the train split; rule "
+      f"{arf_selection.attrs['rule']!r}, adopt {arf_selection.attrs['adopt']!r}; chosen ARF "
+      f"preset: {ARF_CHOICE!r} (overrides {methods.preset('arf', ARF_CHOICE)})")
 arf_selection.drop(columns=["config"]).round(2)
 
 # %% [markdown]

@@ -1,0 +1,53 @@
+"""Per-class zero-shot accuracies of trained zoo trials, measured in the world each was trained in.
+
+    python tools/trial_per_class.py TRIAL_DIR LABEL [TRIAL_DIR LABEL ...]
+
+For each trial folder of tools/zoo_trial.py: set the world's rendering knobs from the folder's
+manifest (the record of the world the trial model was trained in; the defaults have moved on
+since the early trials), measure `preconditions.per_class_zero_shot` on every main task and add
+it as "per_class" to the entry LABEL of data/zoo/trials.json (which must exist: record the trial
+with zoo_trial.py --record first). Notebook 00 reads it to show which classes a base/new gap
+comes from. Each class is scored among the classes of its half under today's base/new splits
+(world.base_classes), as notebook 00 scores the zoo.
+"""
+import argparse
+import json
+import pathlib
+
+from cliptune import models, preconditions, world
+
+# the knobs that change what a test image looks like; caption knobs do not matter here
+RENDERING = ("CHECKER_FREQ", "WAVE_AMPLITUDE", "ZIGZAG_AMPLITUDE", "CARTOON_WOBBLE")
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("pairs", nargs="+", metavar="TRIAL_DIR LABEL")
+args = parser.parse_args()
+if len(args.pairs) % 2:
+    parser.error("give trial folders and labels in pairs: TRIAL_DIR LABEL [TRIAL_DIR LABEL ...]")
+trials_file = models.ZOO_DIR / "trials.json"
+trials = json.loads(trials_file.read_text())
+pairs = list(zip(args.pairs[::2], args.pairs[1::2]))
+for folder, label in pairs:
+    if label not in trials["trials"]:
+        parser.error(f"no trial {label!r} in {trials_file}; record it with tools/zoo_trial.py "
+                     "--record first")
+    if not (pathlib.Path(folder) / "manifest.json").exists():
+        parser.error(f"{folder} has no manifest.json: not a trained zoo trial folder")
+defaults = {k: getattr(world, k) for k in RENDERING}
+textures = world.TEXTURES
+for folder, label in pairs:
+    folder = pathlib.Path(folder)
+    knobs = json.loads((folder / "manifest.json").read_text())["tiny-v1"]["captions"]
+    # a knob the manifest leaves out had its first-zoo value (see world.caption_knobs)
+    first = {**defaults, **world.FIRST_ZOO_PATTERNS, "CARTOON_WOBBLE": 0.0}
+    for k in RENDERING:
+        setattr(world, k, float(knobs.get(k, first[k])))
+    world.use_textures(knobs.get("TEXTURES", world.FIRST_ZOO_TEXTURES))
+    models.ZOO_DIR = folder
+    clip = models.load_clip("tiny-v1", train_if_missing=False)
+    per_class = {task: preconditions.per_class_zero_shot(clip, task) for task in world.MAIN_TASKS}
+    (folder / "per_class.json").write_text(json.dumps(per_class, indent=1))
+    trials["trials"][label]["per_class"] = per_class
+    print(label, {c: round(a) for c, a in per_class["shapes"].items()})
+world.use_textures(textures)
+trials_file.write_text(json.dumps(trials, indent=1) + "\n")
