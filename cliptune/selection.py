@@ -77,7 +77,7 @@ def validation(task: str, domain: str = "photo", base_classes: bool = False,
                              f"validate on other draws, e.g. {VALIDATION_DRAWS}")
     parts = [data.tiny(task, "train", domain, seed=int(d)) for d in draws]
     if base_classes:
-        parts = [data.base_new(p)[0] for p in parts]
+        parts = [p.select_classes(world.base_classes(task)) for p in parts]
     name = f"{task}/train/{domain}" + ("/base" if base_classes else "") + \
         "/draws" + "-".join(str(int(d)) for d in draws)
     return data.concat(parts, name)
@@ -182,13 +182,15 @@ def select(method: str, variants: dict, train_set, val_set, source: str = SOURCE
                         for k, by_seed in measured.items()}})
     columns = [c for c in rows[0] if c not in ("variant", "config")]
     used = rule_columns(rule, columns)
-    for row, measured in zip(rows, hits):
+    for row in rows:
         row["score"] = score(row, rule, columns)
+    rows[0].update({"vs default": 0.0, "95% CI": "[+0.00, +0.00]", "verdict": "(default)"})
+    for row, measured in zip(rows[1:], hits[1:]):
         c = compare.paired_difference({k: measured[k] for k in used},
                                       {k: hits[0][k] for k in used},
                                       names=(row["variant"], rows[0]["variant"]))
         row.update({"vs default": c.difference, "95% CI": f"[{c.low:+.2f}, {c.high:+.2f}]",
-                    "verdict": c.verdict if row is not rows[0] else "(default)"})
+                    "verdict": c.verdict})
     best = max(range(len(rows)), key=lambda i: (rows[i]["score"], -i))  # ties: first listed
     if adopt == "better" and rows[best]["verdict"] != compare.BETTER:
         best = 0  # the best score did not beat the default beyond noise

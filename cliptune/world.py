@@ -285,6 +285,18 @@ def caption_knobs() -> dict:
     return knobs
 
 
+def use_recorded_rendering(knobs: dict) -> None:
+    """Draw as the zoo whose manifest recorded ``knobs`` (``caption_knobs()`` of its time) was
+    drawn: its pattern knobs, cartoon wobble and textures. A knob the record leaves out had
+    its first zoos' value, as caption_knobs omits it (caption knobs do not change an image)."""
+    global CHECKER_FREQ, WAVE_AMPLITUDE, ZIGZAG_AMPLITUDE, CARTOON_WOBBLE
+    CHECKER_FREQ = float(knobs.get("CHECKER_FREQ", FIRST_ZOO_PATTERNS["CHECKER_FREQ"]))
+    WAVE_AMPLITUDE = float(knobs.get("WAVE_AMPLITUDE", FIRST_ZOO_PATTERNS["WAVE_AMPLITUDE"]))
+    ZIGZAG_AMPLITUDE = float(knobs.get("ZIGZAG_AMPLITUDE", ZIGZAG_AMPLITUDE))  # unused if absent
+    CARTOON_WOBBLE = float(knobs.get("CARTOON_WOBBLE", 0.0))
+    use_textures(knobs.get("TEXTURES", FIRST_ZOO_TEXTURES))
+
+
 def _misnamed(name: str, rng: np.random.Generator) -> str:
     """``name``, or with probability NAME_NOISE_P another name of its family (NAME_NOISE_TO)."""
     if NAME_NOISE_TO not in ("look-alike", "common"):

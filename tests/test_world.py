@@ -300,3 +300,18 @@ def test_use_textures_refuses_unknown_repeated_or_plainless_sets(restore_texture
         world.use_textures(names)
     assert why in str(err.value)
     assert world.TEXTURES == ("plain", "striped", "dotted", "checkered", "wavy")  # unchanged
+
+
+def test_use_recorded_rendering_redraws_the_world_a_manifest_recorded(restore_textures,
+                                                                       monkeypatch):
+    for knob in ("CHECKER_FREQ", "WAVE_AMPLITUDE", "ZIGZAG_AMPLITUDE", "CARTOON_WOBBLE"):
+        monkeypatch.setattr(world, knob, getattr(world, knob))
+    world.use_textures(("plain", "striped", "dotted", "checkered", "wavy", "hatched"))
+    recorded = world.caption_knobs()
+    drawn = world.task_split("textures", "test")[0]
+    world.use_recorded_rendering({})  # a first-zoo record: every pattern knob left out
+    assert world.TEXTURES == world.FIRST_ZOO_TEXTURES and world.CARTOON_WOBBLE == 0.0
+    assert world.CHECKER_FREQ == world.FIRST_ZOO_PATTERNS["CHECKER_FREQ"]
+    world.use_recorded_rendering(recorded)
+    assert world.caption_knobs() == recorded
+    assert np.array_equal(world.task_split("textures", "test")[0], drawn)

@@ -16,9 +16,6 @@ import pathlib
 
 from cliptune import models, preconditions, world
 
-# the knobs that change what a test image looks like; caption knobs do not matter here
-RENDERING = ("CHECKER_FREQ", "WAVE_AMPLITUDE", "ZIGZAG_AMPLITUDE", "CARTOON_WOBBLE")
-
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("pairs", nargs="+", metavar="TRIAL_DIR LABEL")
 args = parser.parse_args()
@@ -33,21 +30,14 @@ for folder, label in pairs:
                      "--record first")
     if not (pathlib.Path(folder) / "manifest.json").exists():
         parser.error(f"{folder} has no manifest.json: not a trained zoo trial folder")
-defaults = {k: getattr(world, k) for k in RENDERING}
-textures = world.TEXTURES
 for folder, label in pairs:
     folder = pathlib.Path(folder)
-    knobs = json.loads((folder / "manifest.json").read_text())["tiny-v1"]["captions"]
-    # a knob the manifest leaves out had its first-zoo value (see world.caption_knobs)
-    first = {**defaults, **world.FIRST_ZOO_PATTERNS, "CARTOON_WOBBLE": 0.0}
-    for k in RENDERING:
-        setattr(world, k, float(knobs.get(k, first[k])))
-    world.use_textures(knobs.get("TEXTURES", world.FIRST_ZOO_TEXTURES))
+    world.use_recorded_rendering(
+        json.loads((folder / "manifest.json").read_text())["tiny-v1"]["captions"])
     models.ZOO_DIR = folder
     clip = models.load_clip("tiny-v1", train_if_missing=False)
     per_class = {task: preconditions.per_class_zero_shot(clip, task) for task in world.MAIN_TASKS}
     (folder / "per_class.json").write_text(json.dumps(per_class, indent=1))
     trials["trials"][label]["per_class"] = per_class
     print(label, {c: round(a) for c, a in per_class["shapes"].items()})
-world.use_textures(textures)
 trials_file.write_text(json.dumps(trials, indent=1) + "\n")
