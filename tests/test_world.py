@@ -223,7 +223,8 @@ def test_textures_base_knob_chooses_the_base_half(monkeypatch):
     assert world.base_classes("textures") == ("plain", "striped", "checkered")  # class order
     from cliptune import data
     base, new = data.base_new(data.tiny("textures", "test"))
-    assert new.classnames == ("dotted", "wavy") and len(base) + len(new) == 3000
+    assert new.classnames == ("dotted", "wavy", "hatched")
+    assert len(base) + len(new) == len(world.TEXTURES) * world.TASKS["textures"].test_per_class
     monkeypatch.setattr(world, "TEXTURES_BASE", ("plain", "stripy"))
     with pytest.raises(ValueError, match="TEXTURES_BASE"):
         world.base_classes("textures")
@@ -250,7 +251,8 @@ def restore_textures(monkeypatch):
 
 def test_use_textures_adds_a_pattern_to_every_draw_and_to_the_task(restore_textures):
     five = world.task_split("textures", "test")
-    assert "TEXTURES" not in world.caption_knobs()  # the zoo's five: nothing to record
+    world.use_textures(world.FIRST_ZOO_TEXTURES)
+    assert "TEXTURES" not in world.caption_knobs()  # the first zoos' five: nothing to record
     world.use_textures(world.PATTERNS)
     assert world.TASKS["textures"].classnames == world.PATTERNS
     images, labels, scenes = world.task_split("textures", "test")  # not the cached five
@@ -299,7 +301,8 @@ def test_use_textures_refuses_unknown_repeated_or_plainless_sets(restore_texture
     with pytest.raises(ValueError, match="TEXTURES=") as err:
         world.use_textures(names)
     assert why in str(err.value)
-    assert world.TEXTURES == ("plain", "striped", "dotted", "checkered", "wavy")  # unchanged
+    assert world.TEXTURES == ("plain", "striped", "dotted", "checkered", "wavy",
+                              "hatched")  # unchanged
 
 
 def test_use_recorded_rendering_redraws_the_world_a_manifest_recorded(restore_textures,

@@ -42,3 +42,13 @@ def test_trial_per_class_needs_a_trained_trial_folder(tmp_path):
     run = subprocess.run([sys.executable, str(PER_CLASS), str(tmp_path), "N14 texture names in "
                           "20 per cent of captions"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "has no manifest.json" in run.stderr
+
+
+def test_trial_per_class_refuses_a_model_its_folder_does_not_record(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"tiny-v1": {"captions": {}}}')
+    before = (TOOL.parents[1] / "data" / "zoo" / "trials.json").read_bytes()
+    run = subprocess.run([sys.executable, str(PER_CLASS), "--model", "tiny-v2-retrained",
+                          "--create", "a note", str(tmp_path), "Z0 a new label"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "records no model 'tiny-v2-retrained'" in run.stderr
+    assert (TOOL.parents[1] / "data" / "zoo" / "trials.json").read_bytes() == before

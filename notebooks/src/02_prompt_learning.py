@@ -491,7 +491,7 @@ print(f"notebook run time {time.time() - T0:.0f} s")
 # worse than the hand-made prompt. Whether the tiny world shows each of these is stated in the
 # printed lines; where it does not, the likely reasons are the ones measured in this notebook:
 # how far zero-shot already is from the ceiling on the task (little headroom leaves little to
-# learn), and how short our training is compared with the papers'. Notebook 07 takes the
+# learn), and whether each run reached a plateau (the convergence table). Notebook 07 takes the
 # modules trained here (same checkpoints) to the updated models `tiny-v2-*`.
 
 # %% [markdown]

@@ -403,10 +403,10 @@ print(f"\nNotebook run time: {time.time() - T_START:.0f} s "
 #   validation split gave the cache.
 # - Where the printed gains over zero-shot are within a point or two, the tiny world does
 #   not show the papers' few-shot gains (several to twenty points for ViT-B/16 on the CoOp
-#   datasets). The measured reason, printed above: every method here reads the same frozen
-#   64-dimensional image features, and the few shots' features alone (the cache by itself, no
-#   training involved) classify the test images worse than the text weights do, so there is
-#   little for an image-side module to add. The classic probe is solved to convergence for
+#   datasets). The diagnostic to read then is printed above: every method here reads the
+#   same frozen image features, and the accuracy of the few shots' features alone (the cache
+#   by itself, no training involved) beside zero-shot's text weights says how much an
+#   image-side module has to add. The classic probe is solved to convergence for
 #   the C its validation split chose, so it is not undertrained; the zero-shot-initialised
 #   heads are trained by their papers' recipes (shared with notebook 07 so that checkpoints
 #   are reused), and the convergence table says which of them also plateaued.

@@ -115,9 +115,12 @@ for task in TASKS:
 # cross-entropy (the table after the selection prints it step by step), so it is also tried
 # ten times heavier (`hidden_state_x10`).
 # `cliptune.selection.select` trains each preset on 16 shots of one main task's base classes
-# and measures it on a validation split carved from the **train** split, under `tiny-v1` and
-# attached to the validation update `tiny-v2-validation` (the rule: the mean of the two
-# accuracies; ties go to the first listed, today's default). The reported updates and every
+# with this notebook's seeds and measures it on `selection.validation`: fresh draws of that
+# task's **train** split (base classes), other scenes than the training draw and the test
+# split, under `tiny-v1` and attached to the validation update `tiny-v2-validation` (the rule:
+# the mean of the two accuracies). A preset replaces the default (`prompt_gram`, the released
+# code's form) only if it beats it beyond noise (`adopt="better"`: the paired confidence
+# interval over seeds and validation images lies above 0). The reported updates and every
 # test split are never looked at. The chosen preset is used for every RESTORE run below.
 
 # %%
@@ -125,16 +128,19 @@ SELECT_TASK = TASKS[0]  # a main task (objects in the full run)
 assert SELECT_TASK in world.MAIN_TASKS, SELECT_TASK
 restore_labels = ("prompt_gram", "hidden_state") if FAST_DEV_RUN else \
     ("prompt_gram", "hidden_state", "hidden_state_x10", "no-fs")
-sel_train, sel_val = selection.carve(SELECT_TASK, SHOTS, seed=1, base_classes=True)
+sel_train, _ = selection.carve(SELECT_TASK, SHOTS, seed=1, base_classes=True)
+sel_val = selection.validation(SELECT_TASK, base_classes=True)
 with train.diverged_runs():  # a variant that diverges is a result of the search: say so
     restore_selection, RESTORE_CHOICE = selection.select(
         "restore", {label: methods.preset("restore", label) for label in restore_labels},
-        sel_train, sel_val, seeds=SEEDS[:1], train_cfg=train_config("restore"), rule="mean")
+        sel_train, sel_val, seeds=SEEDS, train_cfg=train_config("restore"), rule="mean",
+        adopt="better")
 METHODS["RESTORE"] = ("restore", methods.preset("restore", RESTORE_CHOICE))
-print(f"trained on {restore_selection.attrs['train']}, validated on "
-      f"{restore_selection.attrs['validation']} (carved from the train split), under "
-      f"{selection.SOURCE} and {selection.VALIDATION_UPDATE}; rule "
-      f"{restore_selection.attrs['rule']!r}; chosen RESTORE preset: {RESTORE_CHOICE!r} "
+print(f"trained on {restore_selection.attrs['train']} ({len(sel_train)} images), seeds "
+      f"{restore_selection.attrs['seeds']}; validated on {sel_val.name} ({len(sel_val)} images, "
+      f"fresh draws of the train split), under {selection.SOURCE} and "
+      f"{selection.VALIDATION_UPDATE}; rule {restore_selection.attrs['rule']!r}, adopt "
+      f"{restore_selection.attrs['adopt']!r}; chosen RESTORE preset: {RESTORE_CHOICE!r} "
       f"(overrides {METHODS['RESTORE'][1]}); the reported updates were not loaded")
 restore_selection.round(2)
 
@@ -652,8 +658,7 @@ def hm_compare(a, b):
 
 def why(a, b):
     """The diagnostics of one comparison: its runs' convergence, base and new accuracy."""
-    runs = convergence.runs_of(b2n_convergence, a, b)
-    parts = [convergence.summary(runs, f"runs of {a} and {b}")]
+    parts = [convergence.summary_of(b2n_convergence, a, b)]
     parts += [f"{m}: base {avg.loc[m, 'base']:.1f}, new {avg.loc[m, 'new']:.1f}" for m in (a, b)]
     return "; ".join(parts)
 
@@ -669,6 +674,14 @@ claims_04 = claims.table([("maple_vs_coop_hm", hm_compare("MaPLe", "CoOp (text o
                            why_restore)],
                          notebook="04")
 claims.show(claims_04)
+if default_restore.get("lambda_fs", 1.0) == 0:
+    # the claim names the consistency loss, which the chosen preset does not train with
+    print(f"\nRESTORE as chosen on validation data ({RESTORE_CHOICE}) trains without the "
+          "feature-shift consistency loss, so the row above tests its surgery adapters and "
+          "its recipe, which runs twice MaPLe's epochs (the recipe table). The ablation on "
+          f"{TASKS[0]} (base-to-new HM, a minus b, 0.95-level interval) takes them apart:")
+    for r in ablation_04.to_dict("records"):
+        print(f"  {r['a']} vs {r['b']}: {r['difference']:+.2f} {r['95% CI']} ({r['verdict']})")
 
 # %% [markdown]
 # ## Where this run wrote

@@ -661,12 +661,14 @@ print(f"notebook run time {time.time() - T0:.0f} s")
 # **Reading.** The printed verdicts above are the result; they are computed from the stored
 # rows. What to keep in mind before reading them as support for (or against) a paper:
 #
-# - The tiny world is small: a few hundred fine-tuning images, trained to a plateau at a
+# - The tiny world is small: a few hundred fine-tuning images, trained 1000 steps at a
 #   larger learning rate than the papers' (whose ~10 ImageNet epochs at lr 1e-5 to 3e-5 have
-#   no counterpart here), and the tiny CLIP is weak on the
-#   fine-tuning task (zero-shot well below ceiling on photos, and the shifted domains differ
-#   from photos in ways that are not all harder for textures). The claims table at the end
-#   decides which gaps survive a paired comparison over seeds and test images.
+#   no counterpart here). Notebook 00's preconditions table gives the room on the
+#   fine-tuning task: photo zero-shot against the frozen-feature ceiling, and how much harder
+#   each shifted domain is than photos. The convergence table says which runs reached a
+#   plateau; a comparison with an unconverged run compares budgets, and its claim row says so.
+#   The claims table at the end decides which gaps survive
+#   a paired comparison over seeds and test images.
 # - Where a claim does not show, the printed numbers give the measured reason: how much ID
 #   accuracy fine-tuning could buy at all on this task, and how far the image features moved
 #   (the drift table). Fine-tuning that barely moves the features cannot lose much robustness,
