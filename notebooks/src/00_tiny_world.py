@@ -488,21 +488,20 @@ ax.set(title="shapes, every pretraining run: base classes | new classes", ylabel
 plots.save(fig, "00_shapes_per_class")
 plt.show()
 by_run = preconditions.base_new_gaps(per_class, shape_base)
-old_runs = per_class.loc[old_names]
+old_runs, old_gap = per_class.loc[old_names], by_run.loc[old_names, "gap"]
+within_sd = by_run[["class sd within base", "class sd within new"]].mean(axis=1)
 always = [c for c in shape_order if old_runs[c].min() >= 90]
 print(f"{len(old_names)} runs of the shapes world with rare names: per-class sd over runs "
       f"{old_runs.std().min():.0f} to {old_runs.std().max():.0f} points; named by every run "
       f"(never below 90): {', '.join(always) or 'none'}; base minus new "
-      f"{by_run.loc[old_names, 'gap'].mean():+.1f} on average, sd "
-      f"{by_run.loc[old_names, 'gap'].std():.1f}, within {targets.base_new_gap:.0f} points in "
-      f"{int((by_run.loc[old_names, 'gap'].abs() <= targets.base_new_gap).sum())} of "
-      f"{len(old_names)}")
+      f"{old_gap.mean():+.1f} on average, sd {old_gap.std():.1f}, within "
+      f"{targets.base_new_gap:.0f} points in "
+      f"{int((old_gap.abs() <= targets.base_new_gap).sum())} of {len(old_names)}")
 if new_names:
     print(f"{len(new_names)} runs with shape names more common and more often misnamed: class "
-          f"sd within a run {by_run.loc[new_names, ['class sd within base', 'class sd within new']].mean().mean():.0f}"
-          f" points vs {by_run.loc[old_names, ['class sd within base', 'class sd within new']].mean().mean():.0f} "
-          "before; base minus new " + ", ".join(f"{r.split()[0]} {by_run.loc[r, 'gap']:+.1f}"
-                                               for r in new_names))
+          f"sd within a run {within_sd[new_names].mean():.0f} points vs "
+          f"{within_sd[old_names].mean():.0f} before; base minus new "
+          + ", ".join(f"{r.split()[0]} {by_run.loc[r, 'gap']:+.1f}" for r in new_names))
 by_run.round(1)
 
 # %% [markdown]

@@ -336,13 +336,13 @@ plots.save(fig, "06_drift_vs_gain")
 plt.show()
 
 # %%
+kept = {}  # each update's mean per-class gain: where v1's prompts lose least
 for u, r in corr.items():
-    mean_gain = pc[pc.version == u].gain.mean()
+    kept[u] = pc[pc.version == u].gain.mean()
     mean_overlap = pc[pc.version == u].knn_overlap.mean()
     print(f"{u}: mean k-NN overlap {mean_overlap:.2f}, mean CoOp compatibility gain "
-          f"{mean_gain:+.1f} points, Spearman r(overlap, gain) = {r.statistic:+.2f} "
+          f"{kept[u]:+.1f} points, Spearman r(overlap, gain) = {r.statistic:+.2f} "
           f"(p = {r.pvalue:.2g}, {len(pc[pc.version == u])} classes)")
-kept = {u: pc[pc.version == u].gain.mean() for u in corr}
 if len(kept) > 1:
     best_kept = max(kept, key=kept.get)
     print(f"v1's prompts lose least on {best_kept}; the text side stayed closest to {OLD}'s in "
