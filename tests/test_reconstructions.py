@@ -46,13 +46,29 @@ def test_classic_probe_matches_scikit_learn_logistic_regression():
         lp_mod.fit_logistic(x, y, 3, 0.0)
 
 
+def test_classic_probe_solve_does_not_depend_on_its_start():
+    # weak regularisation (C = 1e4) on nearly separable data is where a short solve stops far
+    # from the optimum (100 iterations: probabilities 0.1 apart between the two starts); at the
+    # default budget the probe must not depend on the start
+    gen = torch.Generator().manual_seed(1)
+    x = torch.nn.functional.normalize(torch.randn(200, 32, generator=gen), dim=-1)
+    y = torch.arange(200) % 10
+    x[:, :10] += 0.2 * torch.nn.functional.one_hot(y, 32)[:, :10]
+    start = (torch.randn(10, 32, generator=gen), torch.randn(10, generator=gen))
+    w1, b1 = lp_mod.fit_logistic(x, y, 10, 1e4)
+    w2, b2 = lp_mod.fit_logistic(x, y, 10, 1e4, start=start)
+    p1, p2 = (torch.softmax(x @ w.T + b, -1) for w, b in ((w1, b1), (w2, b2)))
+    assert torch.allclose(p1, p2, atol=1e-3)
+    assert lp_mod.LinearProbeConfig().max_iter >= 1000  # the probe solves with that budget
+
+
 def test_linear_probe_is_the_classic_probe_by_default(tiny_clip, small_train):
     lp = methods.create("linear-probe", tiny_clip, C=0.5).attach(tiny_clip, small_train.classnames)
     assert lp.config.solver == "lbfgs" and not any(p.requires_grad for p in lp.parameters())
     m, hist = protocols.train_method("linear-probe", tiny_clip, small_train, C=0.5)
     assert hist == {}  # solved by on_train_start, nothing for train.fit
     x = features.image_features(tiny_clip, small_train)
-    w, b = lp_mod.fit_logistic(x, torch.as_tensor(small_train.labels), 3, 0.5, max_iter=100)
+    w, b = lp_mod.fit_logistic(x, torch.as_tensor(small_train.labels), 3, 0.5)
     assert torch.allclose(m.weight, w) and torch.allclose(m.bias, b)
     assert float(m.C_chosen) == 0.5 and m.search["how"] == "fixed by config"
     zs = methods.create("linear-probe-zs", tiny_clip)  # today's probe, a named variant
@@ -84,6 +100,27 @@ def test_probe_chooses_c_on_validation_or_cross_validation(tiny_clip, small_trai
 
 
 # --------------------------------------------------------------------------- Tip-Adapter
+def test_probe_solve_is_kept_and_reloaded(tiny_clip, small_train):
+    grid = dict(c_grid=(0.01, 1.0, 100.0), refine_steps=1)
+    first = methods.create("linear-probe", tiny_clip, **grid).attach(tiny_clip,
+                                                                    small_train.classnames)
+    first.on_train_start(small_train)
+    path = first.solve_path(small_train)
+    assert path.exists() and path.suffix == ".safetensors"
+    again = methods.create("linear-probe", tiny_clip, **grid).attach(tiny_clip,
+                                                                    small_train.classnames)
+    again.on_train_start(small_train)  # loaded, not solved: the same head and search
+    assert torch.equal(again.weight, first.weight) and torch.equal(again.bias, first.bias)
+    assert again.search == first.search and float(again.C_chosen) == first.search["C"]
+    held = methods.create("linear-probe", tiny_clip, **grid).attach(tiny_clip,
+                                                                   small_train.classnames)
+    held.use_validation_set(small_train.subset(range(0, 24, 2)))
+    assert held.solve_path(small_train) != path  # another validation set is another solve
+    other = methods.create("linear-probe", tiny_clip, C=0.5).attach(tiny_clip,
+                                                                  small_train.classnames)
+    assert other.solve_path(small_train) != path  # and so is another config
+
+
 def test_tip_adapter_alpha_is_on_the_papers_scale(tiny_clip, small_train):
     tip = methods.create("tip-adapter", tiny_clip, n_views=1).attach(tiny_clip,
                                                                     small_train.classnames)

@@ -31,8 +31,10 @@ Q starts as LN(E_w) of the creating model: slot i then attends almost only to wo
 ||LN(e_i)||^2 / sqrt(d) = sqrt(d) against O(1) for the others), so training starts close to
 CoOp from "a photo of a" (``ctx_init=None``: Q ~ N(0, 0.02^2), a uniform read-out). The queries
 and the two maps are the state; heads, kv, gamma are unused in this form. Which form is the
-default is decided by :mod:`cliptune.selection` on tiny-v1 validation data and the validation
-update; until that table is run the default stays the residual form.
+default, and whether the distillation, the keys or the class embedding's form switch away from
+the reconstruction's, is decided by :mod:`cliptune.selection` on tiny-v1 validation data and the
+validation update over the named designs of ``PRESETS``; the dataclass defaults below stay the
+reconstruction's.
 
 :func:`cliptune.diagnostics.contcoop` measures the mechanism: the share of the prompt that
 comes through the attention path, the attention entropy and the attention mass on the class
@@ -74,7 +76,11 @@ CLASS_EMBEDDINGS = ("tok", "tok-mean", "txt")
 KV_CHOICES = ("class", "prompt+class")
 KD_CHOICES = ("kl_logits", "l2_text", "none")
 PROMPT_FORMS = ("residual", "readout")
-PRESETS = {"residual": {}, "readout": {"prompt_form": "readout"}}
+# the named designs that notebook 02's selection compares: the residual form (the
+# reconstruction), the readout form, and each other unknown switched once from the residual
+PRESETS = {"residual": {}, "readout": {"prompt_form": "readout"},
+           "kd-l2-text": {"kd": "l2_text"}, "kd-none": {"kd": "none"},
+           "kv-prompt+class": {"kv": "prompt+class"}, "tok-mean": {"class_embedding": "tok-mean"}}
 
 
 @dataclasses.dataclass

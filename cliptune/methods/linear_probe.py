@@ -44,13 +44,14 @@ and meets the new model's features; that is the compatibility experiment of note
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cliptune import features
+from cliptune import features, models, results, runtime
 from cliptune.methods import base
 
 
@@ -91,7 +92,9 @@ class LinearProbeConfig:
     cv_folds: int = 4  # folds when no validation set is given (min with the shots per class)
     cv_seed: int = 0
     C_fallback: float = 1.0  # one shot per class and no validation set: nothing to hold out
-    max_iter: int = 100  # L-BFGS iterations per fit
+    # L-BFGS iterations per fit, enough to reach the optimum: at 100, a large C stopped short
+    # and the probe (and the C chosen) depended on where the solve started
+    max_iter: int = 1000
     # Filled in by the first attach (and saved with the weights): the classes the rows stand
     # for and the templates of the zero-shot init. Leave empty when creating a probe.
     classnames: tuple = ()
@@ -108,7 +111,7 @@ class LinearProbeZSConfig(LinearProbeConfig):
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, C: float, bias: bool = True,
-                 max_iter: int = 500, start=None):
+                 max_iter: int = 1000, start=None):
     """argmin_{W,b} sum_i CE(x_i W^T + b, y_i) + ||W||^2 / (2C), by full-batch L-BFGS (float64).
 
     ``start``: (W, b) to begin from (a warm start along a C grid; the optimum does not depend
@@ -150,7 +153,7 @@ def stratified_folds(labels, k: int, seed: int) -> np.ndarray:
 
 
 def search_c(x, y, n_classes: int, grid, val=None, folds: int = 4, seed: int = 0,
-             bias: bool = True, max_iter: int = 200, refine_steps: int = 3) -> dict:
+             bias: bool = True, max_iter: int = 1000, refine_steps: int = 3) -> dict:
     """Choose C by validation accuracy: every C of ``grid`` (ascending, warm-started), then
     ``refine_steps`` bisections: try best * 10^(+-h) for h = 1, 1/2, 1/4, ... and keep the best.
     The smaller C (stronger regularisation) wins ties. ``val``: (features, labels), else
@@ -190,7 +193,7 @@ def search_c(x, y, n_classes: int, grid, val=None, folds: int = 4, seed: int = 0
 
 
 def cross_validated_c(x, y, n_classes: int, grid, folds: int = 4, fallback: float = 1.0,
-                      seed: int = 0, bias: bool = True, max_iter: int = 200,
+                      seed: int = 0, bias: bool = True, max_iter: int = 1000,
                       refine_steps: int = 3) -> dict:
     """:func:`search_c` by stratified cross-validation on (x, y), with at most ``folds`` folds
     (no more than the rarest class has images); with one image per class, nothing can be
@@ -277,6 +280,10 @@ class LinearProbe(base.Method):
             return  # the SGD probe is trained by train.fit
         check_class_list(self, self.config.classnames or self.classnames, train_set.classnames)
         cfg = self.config
+        path = self.solve_path(train_set)
+        if path.exists():  # this exact solve ran before: a solve is deterministic, load it
+            self.load_solve(path)
+            return
         x = features.image_features(self.clip, train_set)  # view 0: the clean images
         y = torch.as_tensor(train_set.labels, device=x.device)
         n = len(self.classnames)
@@ -299,6 +306,32 @@ class LinearProbe(base.Method):
         self.bias.data = (b if cfg.bias else torch.zeros_like(b)).to(self.weight.device)
         self.C_chosen.fill_(self.search["C"])
         self._filled = True
+        models.save_weights({"weight": self.weight, "bias": self.bias, "C_chosen": self.C_chosen},
+                            path, metadata={"search": json.dumps(self.search)})
+
+    def solve_path(self, train_set):
+        """Where the classic solve for ``train_set`` (and the validation set, if any) under the
+        attached model is kept: the search takes seconds to minutes, and its result depends
+        only on the features, the config and the data, so a rerun loads it (as
+        ``protocols.train_method`` loads a trained module's checkpoint)."""
+        val = self._val_set.key if self._val_set is not None else None
+        h = results.config_hash({"method": self.name, "config": dataclasses.asdict(self.config),
+                                 "model": self.clip.fingerprint, "data": train_set.key,
+                                 "validation": val})
+        safe = train_set.name.replace("/", "_")
+        return runtime.CHECKPOINT_DIR / "probe-solves" / f"{self.name}_{safe}_{h}.safetensors"
+
+    def load_solve(self, path) -> None:
+        """Fill the head and :attr:`search` from a solve kept by :meth:`solve_path`."""
+        from safetensors import safe_open
+        state = models.load_weights(path)
+        with safe_open(str(path), framework="pt") as fh:
+            search = json.loads(fh.metadata()["search"])
+        search["table"] = [tuple(r) for r in search["table"]]
+        dev = self.weight.device
+        self.weight.data, self.bias.data = state["weight"].to(dev), state["bias"].to(dev)
+        self.C_chosen.fill_(float(state["C_chosen"]))
+        self.search, self._filled = search, True
 
     def forward(self, batch):
         f = self.image_features(batch)

@@ -35,8 +35,8 @@ import torch
 from scipy import stats
 from sklearn.decomposition import PCA
 
-from cliptune import (analysis, data, evaluate, features, methods, models, plots, protocols,
-                      results, runtime)
+from cliptune import (analysis, compare, data, evaluate, features, methods, models, plots,
+                      protocols, results, runtime)
 
 FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 if FAST_DEV_RUN:
@@ -316,7 +316,8 @@ fig, axes = plt.subplots(1, len(UPDATES), figsize=(5.0 * len(UPDATES), 4.2), sha
 for ax, upd in zip(axes[0], UPDATES):
     d = pc[pc.version == upd]
     sns.regplot(data=d, x="knn_overlap", y="gain", ax=ax, scatter_kws=dict(s=12, alpha=0.7),
-                line_kws=dict(color="black", lw=1), label="one class")
+                line_kws=dict(color="black", lw=1), label="one class",
+                seed=0)  # the band is a bootstrap: seeded, so the figure is the same each run
     ax.lines[-1].set_label("least-squares fit (band: 95% CI)")
     ax.axhline(0, color="0.5", lw=0.8, ls=":", label="no gain over zero-shot")
     ax.set_title(f"{upd}: Spearman r = {corr[upd].statistic:+.2f} ({len(d)} classes, gain "
@@ -359,6 +360,53 @@ if len(kept) > 1:
 # between versions says little about whether v1's prompts still work for it. The printed
 # comparison under it says whether the text side's closeness does instead; notebook 07
 # measures every method on both updates.
+
+# %% [markdown]
+# ## What v1's training wrote into the context, read by each update
+#
+# A CoOp prompt is four context vectors in v1's token-embedding space, started from the
+# embeddings of "a photo of a". Plugged into an update, the vectors are read by that update's
+# text tower. Two paired comparisons per update separate what the *starting* vectors cost from
+# what v1's *training* of them does there: CoOp before any training (v1's "a photo of a"
+# vectors) against the update's own zero-shot, and the trained CoOp against the untrained one.
+# On `tiny-v1` itself the second comparison is CoOp's gain. An update that reads v1's vectors
+# as v1 did keeps the gain; one that reads them as unrelated vectors changes little either way;
+# one that reads them, but differently, can turn what training wrote into a loss.
+
+# %%
+untrained = methods.create("coop", zoo[OLD])  # the context CoOp starts from, never trained
+context_rows = []
+for name in VERSIONS:
+    clip = zoo[name]
+    zs_n = methods.create("zero-shot", clip, ensemble=False)
+    runs = [("zero-shot", SEEDS[0], zs_n), ("coop-untrained", SEEDS[0], untrained)]
+    runs += [("coop", seed, m) for seed, m in coops.items()]
+    for label, seed, module in runs:
+        context_rows.append({"method": label, "dataset": TASK, "shots": SHOTS, "seed": seed,
+                             "train_model": OLD if label != "zero-shot" else name,
+                             "eval_model": name, "split": "test", "domain": "photo",
+                             "metric": "top1", **protocols.score(module, clip, photo)})
+context_config = {"experiment": "context-reading", "task": TASK, "shots": SHOTS,
+                  "seeds": SEEDS, "versions": VERSIONS, "fast": FAST_DEV_RUN}
+results.record("06_embedding_drift", context_config, context_rows)
+context_v = results.load("06_embedding_drift", hashes=[results.config_hash(context_config)],
+                         correct=True)
+reading = {}
+for name in VERSIONS:
+    start = compare.compare_methods(context_v, "coop-untrained", "zero-shot", eval_model=name)
+    learnt = compare.compare_methods(context_v, "coop", "coop-untrained", eval_model=name)
+    reading[name] = learnt
+    print(f"{name}: v1's starting context vs the model's zero-shot {start.interval()} "
+          f"({start.verdict}); v1's trained context vs its starting one {learnt.interval()} "
+          f"({learnt.verdict})")
+what = {compare.WORSE: "costs accuracy there: that tower reads the trained vectors, but not as "
+        f"{OLD} did",
+        compare.NO_DIFFERENCE: "makes no detectable difference there: that tower reads v1's "
+        "vectors alike, trained or not",
+        compare.BETTER: "still helps there: part of the gain carries over"}
+for u in UPDATES:
+    print(f"On {u}, what training on {OLD} wrote into the context ({reading[u].difference:+.1f}) "
+          + what[reading[u].verdict] + ".")
 
 # %% [markdown]
 # ## Claims table

@@ -309,7 +309,7 @@ if {"coop", "contcoop"} <= set(common.method):
 
 # %%
 ABLATIONS = {
-    "default (tok, kv=class, kd=kl, λ=1)": {},
+    "default (the design chosen in 02)": {},
     "class embedding = tok-mean": {"class_embedding": "tok-mean"},
     "class embedding = txt": {"class_embedding": "txt"},
     "kv = prompt+class": {"kv": "prompt+class"},
