@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cliptune import data, diagnostics, features, methods, protocols, selection, train, world
+from cliptune import (data, diagnostics, features, methods, models, protocols, selection, train,
+                      world)
 from cliptune.methods import arf as arf_mod
 from cliptune.methods import linear_probe as lp_mod
 
@@ -119,6 +120,10 @@ def test_probe_solve_is_kept_and_reloaded(tiny_clip, small_train):
     other = methods.create("linear-probe", tiny_clip, C=0.5).attach(tiny_clip,
                                                                   small_train.classnames)
     assert other.solve_path(small_train) != path  # and so is another config
+    models.save_weights({"weight": first.weight}, path)  # a foreign file where a solve belongs
+    with pytest.raises(ValueError, match="not a probe solve.*delete it and rerun"):
+        methods.create("linear-probe", tiny_clip, **grid).attach(
+            tiny_clip, small_train.classnames).on_train_start(small_train)
 
 
 def test_tip_adapter_alpha_is_on_the_papers_scale(tiny_clip, small_train):

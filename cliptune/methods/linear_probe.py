@@ -26,7 +26,9 @@ The validation data is, in order of preference:
 
 ``C`` set to a number skips the search. :attr:`search` holds the table of (C, accuracy).
 The probe has nothing for ``train.fit`` to train: ``protocols.train_method`` calls
-:meth:`on_train_start`, which solves it (as it builds Tip-Adapter's cache).
+:meth:`on_train_start`, which solves it (as it builds Tip-Adapter's cache). Each solve is kept
+under the checkpoint folder (:meth:`LinearProbe.solve_path`: safetensors, the C search as JSON
+metadata) and a rerun with the same model, config and data loads it instead of solving again.
 
 **``linear-probe-zs``: the workbook's earlier probe, kept as a named variant** (``solver="sgd"``,
 ``init="zero-shot"``): W = exp(t) [w_1 ... w_C] (the zero-shot class weights of the model it is
@@ -326,7 +328,11 @@ class LinearProbe(base.Method):
         from safetensors import safe_open
         state = models.load_weights(path)
         with safe_open(str(path), framework="pt") as fh:
-            search = json.loads(fh.metadata()["search"])
+            meta = fh.metadata() or {}
+        if "search" not in meta or not {"weight", "bias", "C_chosen"} <= set(state):
+            raise ValueError(f"{path} is not a probe solve written by this workbook (it lacks "
+                             "the head or the C search): delete it and rerun to solve again.")
+        search = json.loads(meta["search"])
         search["table"] = [tuple(r) for r in search["table"]]
         dev = self.weight.device
         self.weight.data, self.bias.data = state["weight"].to(dev), state["bias"].to(dev)
