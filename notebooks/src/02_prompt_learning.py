@@ -336,9 +336,8 @@ contcoop_diag.round(3)
 # %%
 ABLATION_TASK = TASKS[0]
 default_cfg = dict(METHOD_CFGS["contcoop"])
-readout = default_cfg.get("prompt_form") == "readout"
 SWITCHES = {"prompt_form": contcoop.PROMPT_FORMS, "kd": contcoop.KD_CHOICES}
-if not FAST_DEV_RUN and not readout:  # keys and the class embedding only act in the residual form
+if not FAST_DEV_RUN and residual_form:  # keys and the class embedding act in this form only
     SWITCHES.update(kv=contcoop.KV_CHOICES, class_embedding=("tok", "tok-mean"))
 defaults = dataclasses.asdict(contcoop.ContCoOpConfig(**default_cfg))
 ABLATIONS = {f"{field} {value}": {field: value}  # label -> overrides on top of the default

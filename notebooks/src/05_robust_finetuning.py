@@ -668,8 +668,8 @@ print(f"notebook run time {time.time() - T0:.0f} s")
 # **Reading.** The printed verdicts above are the result; they are computed from the stored
 # rows. What to keep in mind before reading them as support for (or against) a paper:
 #
-# - The tiny world is small: a few hundred fine-tuning images, trained 1000 steps at a
-#   larger learning rate than the papers' (whose ~10 ImageNet epochs at lr 1e-5 to 3e-5 have
+# - The tiny world is small: a few hundred fine-tuning images, trained 1000 to 1500 steps at
+#   a larger learning rate than the papers' (whose ~10 ImageNet epochs at lr 1e-5 to 3e-5 have
 #   no counterpart here). Notebook 00's preconditions table gives the room on the
 #   fine-tuning task: photo zero-shot against the frozen-feature ceiling, and how much harder
 #   each shifted domain is than photos. The convergence table says which runs reached a
