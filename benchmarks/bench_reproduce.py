@@ -1,7 +1,8 @@
 """Run every notebook in order, in place, with papermill, and record wall time and peak memory.
 
 With ``--jobs 2`` two notebooks run at once, one torch thread each (on 2 cores that beats one
-notebook on 2 threads: much of a notebook is single-threaded Python); a notebook waits for
+notebook on 2 threads: much of a notebook is single-threaded Python), the one heading the
+longest chain of run time in the last recorded run first; a notebook waits for
 those whose trained modules or chosen designs it loads (03 and 06 for 02, 07 for 02, 03 and
 04), and 01 for 00, whose image features of the zoo's test sets it reads back from the
 feature cache instead of encoding them again.
@@ -33,6 +34,40 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
+# a notebook that reuses what earlier ones trained waits for them, by number prefix (03, 06
+# and 07 load notebook 02's 16-shot CoOp runs and 07 loads 03's adapters: they share
+# train.recipe's configs; 04's base-to-new runs are its own, but 07 reads the RESTORE design
+# 04 chose on validation data, as it reads ContCoOp's from 02)
+NEEDS = {"01": ("00",), "03": ("02",), "06": ("02",), "07": ("02", "03", "04")}
+
+
+def start_order(books, needs, seconds) -> list:
+    """``books`` ordered longest chain first: a notebook's chain is its own run time
+    (``seconds``, from the last recorded run; 0 when unknown) plus the longest chain of the
+    notebooks that wait on it (``needs``: number prefix -> prefixes it waits for). Started in
+    this order as soon as what they wait for is done, the longest notebook no longer starts
+    last and runs alone on one core. Ties keep the given order."""
+    prefix = {nb: pathlib.Path(nb).name[:2] for nb in books}
+    chain = {}
+
+    def length(nb):
+        if nb not in chain:
+            waiting = [b for b in books if prefix[nb] in needs.get(prefix[b], ())]
+            chain[nb] = seconds.get(nb, 0.0) + max(map(length, waiting), default=0.0)
+        return chain[nb]
+
+    return sorted(books, key=lambda nb: -length(nb))
+
+
+def _last_seconds() -> dict:
+    """Each notebook's run time in the last recorded full run ({} when there is none)."""
+    try:
+        return {nb: float(r["seconds"])
+                for nb, r in json.loads(OUT.read_text()).get("notebooks", {}).items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("notebooks", nargs="*")
@@ -62,19 +97,15 @@ def main():
         print(f"   {nb}: {time.time() - t0:.0f} s, peak {peak_mb:.0f} MB", flush=True)
         return {"seconds": round(time.time() - t0, 1), "peak_rss_mb": round(peak_mb, 1)}
 
-    # a notebook that reuses what earlier ones trained waits for them
-    # (03, 06 and 07 load notebook 02's 16-shot CoOp runs and 07 loads 03's adapters: they
-    # share train.recipe's configs; 04's base-to-new runs are its own, but 07 reads the
-    # RESTORE design 04 chose on validation data, as it reads ContCoOp's from 02)
-    needs = {"01": ("00",), "03": ("02",), "06": ("02",), "07": ("02", "03", "04")}
     done, futures = {}, {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        pending = list(books)
+        pending = start_order(books, NEEDS, _last_seconds())
+        report["start_order"] = list(pending)
         while pending or futures:
             ready = [nb for nb in pending
                      if all(any(pathlib.Path(d).name.startswith(n) for d in done)
                             or not any(pathlib.Path(b).name.startswith(n) for b in books)
-                            for n in needs.get(pathlib.Path(nb).name[:2], ()))]
+                            for n in NEEDS.get(pathlib.Path(nb).name[:2], ()))]
             while ready and len(futures) < args.jobs:
                 nb = ready.pop(0)
                 pending.remove(nb)
