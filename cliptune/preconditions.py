@@ -145,10 +145,35 @@ def verdicts(table, main_tasks, targets: Targets = Targets()):
     return out, enough
 
 
+def gap_interval(acc_a: float, n_a: int, acc_b: float, n_b: int, z: float = 1.96):
+    """The gap ``acc_a - acc_b`` between two accuracies (percent) measured on independent
+    image sets of sizes ``n_a`` and ``n_b``, with its normal-approximation interval
+    (``z`` = 1.96: 95%): gap +- z * sqrt(p_a (1 - p_a) / n_a + p_b (1 - p_b) / n_b) * 100.
+    It is the test-set noise only: the model is fixed, the images are a sample."""
+    if min(n_a, n_b) <= 0:
+        raise ValueError(f"image counts must be positive, got {n_a} and {n_b}")
+    pa, pb = acc_a / 100.0, acc_b / 100.0
+    half = z * 100.0 * float(np.sqrt(pa * (1 - pa) / n_a + pb * (1 - pb) / n_b))
+    gap = acc_a - acc_b
+    return gap, gap - half, gap + half
+
+
+def _against(mark: float, gap: float, lo: float, hi: float) -> str:
+    """How a measured gap's interval lies against the mark it must reach."""
+    where = ("the mark lies inside it: the test set cannot tell this gap from the mark"
+             if lo <= mark <= hi else "a miss beyond the test-set noise")
+    return f"gap {gap:.1f}, 95% interval over test images [{lo:.1f}, {hi:.1f}]; {where}"
+
+
 def shortfalls(table, main_tasks, targets: Targets = Targets()) -> list[str]:
     """One sentence per failed precondition of a main task: the measured value, the mark it
-    missed and by how many points (``table`` as for :func:`verdicts`)."""
+    missed and by how many points (``table`` as for :func:`verdicts`). Where the table holds
+    the test-set sizes (``n_<domain>``, ``n_base``, ``n_new``, as :func:`measure` records
+    them), a missed domain or base/new gap also gets its interval (:func:`gap_interval`)
+    and whether the mark lies inside it."""
     out = []
+    size = lambda r, key: (r[key] if key in r.index and not np.isnan(r[key])  # noqa: E731
+                           else None)
     for _, r in table[table.task.isin(main_tasks)].iterrows():
         zs, res = _row_checks(r, table.columns, targets)
         where, photo = f"{r['model']} / {r['task']}", zs["photo"]
@@ -165,12 +190,22 @@ def shortfalls(table, main_tasks, targets: Targets = Targets()) -> list[str]:
             close = {d: v for d, v in zs.items() if d != "photo" and photo - v < targets.domain_gap}
             out.append(f"{where}: " + ", ".join(f"{d} {v:.1f}" for d, v in close.items())
                        + f" within {targets.domain_gap:.0f} points of photo {photo:.1f}")
+            for d, v in close.items():
+                if size(r, "n_photo") and size(r, f"n_{d}"):
+                    out[-1] += (f" (photo - {d}: " + _against(targets.domain_gap, *gap_interval(
+                        photo, size(r, "n_photo"), v, size(r, f"n_{d}"))) + ")")
         if not res["base ~ new"]:
             gap = abs(r["zs_base"] - r["zs_new"])
             out.append(f"{where}: base {r['zs_base']:.1f} vs new {r['zs_new']:.1f}, "
                        f"{gap - targets.base_new_gap:.1f} points beyond {targets.base_new_gap:.0f}"
                        if r["same_evidence"] else
                        f"{where}: base and new classes do not need the same kind of evidence")
+            if r["same_evidence"] and size(r, "n_base") and size(r, "n_new"):
+                hi_, lo_ = sorted([("base", r["zs_base"]), ("new", r["zs_new"])],
+                                  key=lambda kv: -kv[1])
+                g = gap_interval(hi_[1], size(r, f"n_{hi_[0]}"), lo_[1], size(r, f"n_{lo_[0]}"))
+                out[-1] += (f" ({hi_[0]} - {lo_[0]}: "
+                            + _against(targets.base_new_gap, *g) + ")")
     return out
 
 
@@ -186,11 +221,12 @@ def measure(clip, task: str, domains=world.DOMAINS, ceiling_train_seeds=(11, 12,
     from cliptune import features
     row = {"model": clip.name, "task": task}
     for d in domains:
-        row[f"zs_{d}"] = zero_shot_accuracy(clip, data.tiny(task, "test", d))
+        ds = data.tiny(task, "test", d)
+        row[f"zs_{d}"], row[f"n_{d}"] = zero_shot_accuracy(clip, ds), len(ds)
     test = data.tiny(task, "test")
     base, new = data.base_new(test)
-    row["zs_base"] = zero_shot_accuracy(clip, base)
-    row["zs_new"] = zero_shot_accuracy(clip, new)
+    row["zs_base"], row["n_base"] = zero_shot_accuracy(clip, base), len(base)
+    row["zs_new"], row["n_new"] = zero_shot_accuracy(clip, new), len(new)
     # ample training images: train splits drawn with seeds no experiment uses
     trains = [data.tiny(task, "train", "photo", seed=s) for s in ceiling_train_seeds]
     val = data.tiny(task, "train", "photo", seed=ceiling_val_seed)

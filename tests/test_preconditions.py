@@ -69,6 +69,35 @@ def test_shortfalls_say_which_mark_was_missed_and_by_how_much():
     assert preconditions.shortfalls(table, main_tasks=("a",)) == []
 
 
+def test_gap_interval_is_the_normal_approximation_for_two_independent_sets():
+    # 50% of 2500 and 40% of 2400: se = sqrt(.25/2500 + .24/2400) = sqrt(2e-4) = 1.4142%
+    gap, lo, hi = preconditions.gap_interval(50.0, 2500, 40.0, 2400)
+    assert gap == pytest.approx(10.0)
+    assert (hi - gap) == pytest.approx(1.96 * 1.41421356, rel=1e-6)
+    assert (gap - lo) == pytest.approx(hi - gap)
+    # four times the images: half the width
+    _, lo4, hi4 = preconditions.gap_interval(50.0, 10_000, 40.0, 9600)
+    assert (hi4 - lo4) == pytest.approx((hi - lo) / 2)
+    with pytest.raises(ValueError, match="positive"):
+        preconditions.gap_interval(50.0, 0, 40.0, 10)
+
+
+def test_shortfalls_say_whether_the_mark_lies_inside_the_test_set_noise():
+    row = {"model": "m", "zs_photo": 50.0, "zs_sketch": 46.0, "ceiling": 80.0, "zs_base": 61.0,
+           "zs_new": 50.0, "same_evidence": True}
+    sizes = {"n_photo": 3000, "n_sketch": 3000, "n_base": 1500, "n_new": 1500}
+    small = pd.DataFrame([{**row, "task": "a", **sizes}])
+    # photo - sketch = 4.0 +- 2.5: the mark 5 is inside; base - new = 11.0 +- 3.5: 10 inside
+    lines = preconditions.shortfalls(small, main_tasks=("a",))
+    assert len(lines) == 2 and all("the mark lies inside it" in line for line in lines)
+    assert "photo - sketch: gap 4.0, 95% interval over test images [1.5, 6.5]" in lines[0]
+    assert "base - new: gap 11.0" in lines[1]
+    # a hundred times the images: both intervals shrink below the marks' distance
+    big = pd.DataFrame([{**row, "task": "a", **{k: 100 * v for k, v in sizes.items()}}])
+    lines = preconditions.shortfalls(big, main_tasks=("a",))
+    assert all("a miss beyond the test-set noise" in line for line in lines)
+
+
 def test_probe_ceiling_chooses_c_on_validation_and_separates_separable_data():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 8)) * 3

@@ -388,6 +388,12 @@ pd.DataFrame(drift_rows).round(3)
 # preconditions") copy the shape of real CLIP on CoOp's datasets; the pass marks are
 # `cliptune.preconditions.Targets`. The comparisons of notebooks 02-07 use the **main tasks**;
 # tasks at ceiling are sanity checks only and never enter a pooled mean.
+#
+# A mark is a fixed line and a measured gap is an estimate from a finite test set, so each
+# missed domain or base/new mark is printed with the 95 per cent interval of its gap over test
+# images (`preconditions.gap_interval`; the model is fixed, the images are the sample). A
+# verdict stays as the table gives it; the interval says whether a miss is larger than
+# what the test set can resolve.
 
 # %%
 targets = preconditions.Targets()
