@@ -41,18 +41,22 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 NEEDS = {"01": ("00",), "03": ("02",), "06": ("02",), "07": ("02", "03", "04")}
 
 
+def _prefix(nb) -> str:
+    """A notebook's number, the key of ``NEEDS``."""
+    return pathlib.Path(nb).name[:2]
+
+
 def start_order(books, needs, seconds) -> list:
     """``books`` ordered longest chain first: a notebook's chain is its own run time
     (``seconds``, from the last recorded run; 0 when unknown) plus the longest chain of the
     notebooks that wait on it (``needs``: number prefix -> prefixes it waits for). Started in
     this order as soon as what they wait for is done, the longest notebook no longer starts
     last and runs alone on one core. Ties keep the given order."""
-    prefix = {nb: pathlib.Path(nb).name[:2] for nb in books}
     chain = {}
 
     def length(nb):
         if nb not in chain:
-            waiting = [b for b in books if prefix[nb] in needs.get(prefix[b], ())]
+            waiting = [b for b in books if _prefix(nb) in needs.get(_prefix(b), ())]
             chain[nb] = seconds.get(nb, 0.0) + max(map(length, waiting), default=0.0)
         return chain[nb]
 
@@ -102,10 +106,10 @@ def main():
         pending = start_order(books, NEEDS, _last_seconds())
         report["start_order"] = list(pending)
         while pending or futures:
-            ready = [nb for nb in pending
-                     if all(any(pathlib.Path(d).name.startswith(n) for d in done)
-                            or not any(pathlib.Path(b).name.startswith(n) for b in books)
-                            for n in NEEDS.get(pathlib.Path(nb).name[:2], ()))]
+            ready = [nb for nb in pending  # what it waits for is done, or not in this run
+                     if all(any(_prefix(d) == n for d in done)
+                            or not any(_prefix(b) == n for b in books)
+                            for n in NEEDS.get(_prefix(nb), ()))]
             while ready and len(futures) < args.jobs:
                 nb = ready.pop(0)
                 pending.remove(nb)

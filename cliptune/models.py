@@ -456,6 +456,20 @@ def load_weights(path) -> dict:
                          " or corrupt: delete it and rerun to regenerate it.") from err
 
 
+def load_metadata(path) -> dict:
+    """The string metadata of a safetensors file ({} when it has none); a damaged or foreign
+    file gets an error that names it."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), "pt") as fh:
+            return fh.metadata() or {}
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # safetensors raises its own SafetensorError for corrupt headers
+        raise ValueError(f"{path} is not a readable safetensors file ({err}); it may be corrupt: "
+                         "delete it and rerun to regenerate it, or restore it") from err
+
+
 def sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -201,11 +201,12 @@ def shortfalls(table, main_tasks, targets: Targets = Targets()) -> list[str]:
                        if r["same_evidence"] else
                        f"{where}: base and new classes do not need the same kind of evidence")
             if r["same_evidence"] and size(r, "n_base") and size(r, "n_new"):
-                hi_, lo_ = sorted([("base", r["zs_base"]), ("new", r["zs_new"])],
-                                  key=lambda kv: -kv[1])
-                g = gap_interval(hi_[1], size(r, f"n_{hi_[0]}"), lo_[1], size(r, f"n_{lo_[0]}"))
-                out[-1] += (f" ({hi_[0]} - {lo_[0]}: "
-                            + _against(targets.base_new_gap, *g) + ")")
+                g, lo, hi = gap_interval(r["zs_base"], size(r, "n_base"), r["zs_new"],
+                                         size(r, "n_new"))
+                label = "base - new" if g >= 0 else "new - base"
+                if g < 0:  # the mark bounds the gap's size: read it from the larger half
+                    g, lo, hi = -g, -hi, -lo
+                out[-1] += f" ({label}: " + _against(targets.base_new_gap, g, lo, hi) + ")"
     return out
 
 

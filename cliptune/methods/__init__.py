@@ -71,15 +71,8 @@ def create(name: str, clip, **config) -> Method:
 
 
 def read_metadata(path) -> dict:
-    from safetensors import safe_open
-    try:
-        with safe_open(str(path), "pt") as fh:
-            meta = fh.metadata() or {}
-    except FileNotFoundError:
-        raise
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable safetensors file ({err}); it may be corrupt: "
-                         "retrain the module or restore the file") from err
+    from cliptune import models
+    meta = models.load_metadata(path)
     if "method" not in meta:
         raise ValueError(f"{path} holds no cliptune method (no 'method' in its metadata)")
     return meta

@@ -325,10 +325,7 @@ class LinearProbe(base.Method):
 
     def load_solve(self, path) -> None:
         """Fill the head and :attr:`search` from a solve kept by :meth:`solve_path`."""
-        from safetensors import safe_open
-        state = models.load_weights(path)
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
+        state, meta = models.load_weights(path), models.load_metadata(path)
         if "search" not in meta or not {"weight", "bias", "C_chosen"} <= set(state):
             raise ValueError(f"{path} is not a probe solve written by this workbook (it lacks "
                              "the head or the C search): delete it and rerun to solve again.")
