@@ -224,7 +224,7 @@ class ConvStem(torch.nn.Module):
 
     3x3 conv, two stride-2 3x3 convs, then a 2x2 stride-2 conv to the tower's width: on 32 px
     the same 4 x 4 token grid as patch 8, with the locality a 4-layer ViT cannot learn from a
-    few thousand steps (DESIGN.md, "World preconditions": 94% vs 59% supervised shape accuracy
+    few thousand steps (docs/DESIGN.md, "World preconditions": 94% vs 59% supervised shape accuracy
     at 600 steps). Visual prompts still join the tokens after it. It keeps ``out_channels`` and
     ``weight`` so code written for the patch conv works unchanged.
     """

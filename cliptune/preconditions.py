@@ -10,7 +10,7 @@ classes are not easier or harder than base ones. So, for every task and zoo mode
   split (CLIP's and CoOp's linear-probe protocol);
 - zero-shot accuracy on the base and on the new half of the classes (CoOp's split);
 
-and check them against the targets of DESIGN.md ("World preconditions"), which copy the shape
+and check them against the targets of docs/DESIGN.md ("World preconditions"), which copy the shape
 of real CLIP ViT-B/16 on CoOp's datasets at a smaller scale.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ TASK_ATTRIBUTES = {"shapes": ("shape",), "colours": ("colour",), "objects": ("co
 
 @dataclasses.dataclass(frozen=True)
 class Targets:
-    """The pass marks of every precondition (DESIGN.md, "World preconditions")."""
+    """The pass marks of every precondition (docs/DESIGN.md, "World preconditions")."""
     zero_shot_low: float = 35.0  # photo zero-shot inside [low, high]: room above and below
     zero_shot_high: float = 75.0
     ceiling_gap: float = 20.0  # frozen-feature ceiling at least this far above zero-shot

@@ -81,7 +81,7 @@ class PaperRecipe:
     warmup_epochs: float = 1.0  # Dassl: one constant warm-up epoch at 1e-5; Tip-Adapter: none
 
 
-PAPER_RECIPES = {  # ../shared/research, section "Hyper-parameter summary", and its sources
+PAPER_RECIPES = {  # docs/research, section "Hyper-parameter summary", and its sources
     "coop": PaperRecipe(200, 32, 2e-3, source="CoOp configs/trainers/CoOp (ep50/ep100/ep200)",
                         epochs_by_shots=((1, 50), (2, 100), (4, 100), (8, 200), (16, 200))),
     "cocoop": PaperRecipe(10, 1, 2e-3, source="CoCoOp vit_b16_c4_ep10_batch1_ctxv1"),

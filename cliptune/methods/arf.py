@@ -1,7 +1,7 @@
 """ARF (reconstructed): anchor-based robust fine-tuning (Han et al., CVPR 2024).
 
 Introduced in notebook 05. **ARF's code was never released and its paper body could not be
-read** (shared/research/anchorft_and_restore.md, section 2): this is the documented
+read** (docs/research/anchorft_and_restore.md, section 2): this is the documented
 reconstruction, labelled "ARF (reconstructed)" wherever a number is shown, with every unknown
 a config field whose default is the reconstruction.
 

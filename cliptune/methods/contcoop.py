@@ -6,7 +6,7 @@ learned prompts are combined with class embeddings through an attention layer be
 enter the text encoder (so the prompts follow the embedding space of an updated model), it is
 a shallow text-side method, and the loss is ``CE + lambda * L_kd`` with zero-shot knowledge
 distilled. Everything else below is the reference reconstruction of
-``shared/research/contcoop_and_prompt_baselines.md`` section 2.9, each unknown a switch:
+``docs/research/contcoop_and_prompt_baselines.md`` section 2.9, each unknown a switch:
 
     E_c   = class embedding of class c, computed by the CURRENTLY attached model (never saved)
     P_c   = P + gamma * Attn(LN(P), LN(E_c), LN(E_c))          P: [M, d], gamma init 0

@@ -1,7 +1,7 @@
 """RESTORE (Yang et al., arXiv 2403.06136): MaPLe + feature-shift consistency + surgery adapters.
 
 Introduced in notebook 04. Written from the released code (trainer ``MaPLe_FSA``); the spec is
-../shared/research/anchorft_and_restore.md section 4.
+docs/research/anchorft_and_restore.md section 4.
 
 **Prompts.** Exactly :class:`~cliptune.methods.maple.MaPLe`: text prompts P_t^i and coupled
 vision prompts P_v^i = F_i(P_t^i).

@@ -384,7 +384,7 @@ pd.DataFrame(drift_rows).round(3)
 # For every task and model: zero-shot accuracy per domain (the task's hand-made template), a
 # **frozen-feature ceiling** (logistic regression on frozen features with ample training
 # images, the regularisation chosen on a validation split, scored once on the test split), and
-# zero-shot on the **base** and **new** halves of the classes. The targets (DESIGN.md, "World
+# zero-shot on the **base** and **new** halves of the classes. The targets (docs/DESIGN.md, "World
 # preconditions") copy the shape of real CLIP on CoOp's datasets; the pass marks are
 # `cliptune.preconditions.Targets`. The comparisons of notebooks 02-07 use the **main tasks**;
 # tasks at ceiling are sanity checks only and never enter a pooled mean.

@@ -76,7 +76,7 @@ print(f"model {clip.key}: widths {methods.model_widths(clip.model)}; fast mode: 
 # embedding = the class name's token embeddings, keys = class only, 8 heads, KL distillation of
 # the zero-shot logits with $\lambda = 1$, $\gamma$ initialised to 0 so training starts at CoOp);
 # see the docstring of `cliptune/methods/contcoop.py` and
-# `shared/research/contcoop_and_prompt_baselines.md` §2.9.
+# `docs/research/contcoop_and_prompt_baselines.md` §2.9.
 #
 # **Training recipe: each paper's own, unscaled** (`train.recipe`, the table below): Dassl's
 # SGD (momentum 0.9, weight decay 5e-4, one warm-up epoch at 1e-5, cosine decay) with CoOp's

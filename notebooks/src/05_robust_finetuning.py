@@ -92,7 +92,7 @@ print(f"model {clip.key}; fine-tuning task {FT_TASK}; fast mode: {FAST_DEV_RUN};
 # every test set), kept with their own captions.
 #
 # **ARF is a reconstruction.** Its code was never released and its paper body could not be
-# read (`shared/research/anchorft_and_restore.md` §2). Loss weights, the number retrieved
+# read (`docs/research/anchorft_and_restore.md` §2). Loss weights, the number retrieved
 # per class, the pool, the retrieval criterion (frozen-CLIP text-text cosine between class
 # prompts and captions, top-$k$ per class) and the batch composition are documented guesses,
 # each a field of `ARFConfig`; the values used are printed below and stored with the results.
