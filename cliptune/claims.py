@@ -99,12 +99,24 @@ def table(entries, notebook: str | None = None, path=PATH):
     for cid, comparison, diagnostic in entries:
         claim = known[cid]
         verdict = judge(claim, comparison)
-        tiny = "" if comparison is None else (
-            f"{comparison.a} vs {comparison.b} ({comparison.metric}): {comparison.interval()}, "
-            f"{comparison.n_seeds} seed{'s' if comparison.n_seeds != 1 else ''} x "
-            f"{comparison.n_tasks} task{'s' if comparison.n_tasks != 1 else ''}")
+        tiny, per_task = "", ""
+        if comparison is not None:
+            unit = comparison.unit
+            tiny = (f"{comparison.a} vs {comparison.b} ({comparison.metric}): "
+                    f"{comparison.interval()}, {comparison.n_seeds} "
+                    f"seed{'s' if comparison.n_seeds != 1 else ''} x {comparison.n_tasks} "
+                    f"{unit}{'s' if comparison.n_tasks != 1 else ''}")
+            if claim["expect"] == "similar":
+                margin = float(claim.get("margin", 1.0))
+                tiny += (f" (the claim holds where the interval lies within {margin:g} "
+                         f"point{'s' if margin != 1 else ''} of 0)")
+            if comparison.per_task:
+                per_task = comparison.per_task_text()
+                if comparison.split():
+                    per_task += f" (the {unit}s disagree: the pooled verdict hides it)"
         rows.append({"claim": claim["claim"], "paper (a - b)": _paper(claim),
-                     "tiny world (a - b, 95% CI)": tiny, "verdict": verdict,
+                     "tiny world (a - b, 95% CI)": tiny, "per task": per_task,
+                     "verdict": verdict,
                      "diagnostic": "" if verdict == REPRODUCED else diagnostic,
                      "source": claim["source"], "id": cid})
     return pd.DataFrame(rows)
@@ -118,6 +130,8 @@ def show(df) -> None:
             print(f"[{r['verdict']}] {r['claim']}")
             print(f"    paper: {r['paper (a - b)']}")
             print(f"    tiny world: {r['tiny world (a - b, 95% CI)'] or '-'}")
+            if r.get("per task"):
+                print(f"    each on its own: {r['per task']}")
             if r["diagnostic"]:
                 print(f"    why: {r['diagnostic']}")
             print(f"    source: {r['source']}")

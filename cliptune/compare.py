@@ -64,6 +64,21 @@ class Comparison:
     n_seeds: int  # seeds per task (the smallest count when tasks differ)
     n_images: int  # test images per seed, summed over tasks and parts
     level: float = 0.95
+    # each pooled task on its own: {task: (difference, low, high)}, from the same replicates
+    per_task: dict = dataclasses.field(default_factory=dict)
+    unit: str = "task"  # what the pooled entries are (e.g. "domain"), for printed sentences
+
+    def split(self) -> bool:
+        """True when the pooled tasks disagree: one task's own interval says better and
+        another's worse, or one says the opposite of the pooled verdict."""
+        own = {verdict(lo, hi) for _, lo, hi in self.per_task.values()}
+        opposite = {BETTER: WORSE, WORSE: BETTER}.get(self.verdict)
+        return {BETTER, WORSE} <= own or opposite in own
+
+    def per_task_text(self, digits: int = 1) -> str:
+        """Each pooled task's difference and interval, e.g. "objects +11.2 [+9.0, +13.1]"."""
+        return "; ".join(f"{t} {d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+                         for t, (d, lo, hi) in self.per_task.items())
 
     def interval(self, digits: int = 1) -> str:
         return f"{self.difference:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
@@ -124,12 +139,14 @@ def _pair_seeds(sa: dict, sb: dict, task: str) -> list:
 
 
 def paired_difference(a, b, metric: str = "accuracy", names=("a", "b"), n_boot: int = 2000,
-                      level: float = 0.95, seed: int = 0) -> Comparison:
+                      level: float = 0.95, seed: int = 0, unit: str = "task") -> Comparison:
     """Compare ``a`` with ``b`` paired by task, seed and test image (see the module docstring).
 
     ``a``, ``b``: ``{task: {seed: parts}}`` (or ``{seed: parts}`` for one task), where
     ``parts`` is one correctness vector (metric "accuracy") or a (base, new) pair ("hm").
-    Returns a Comparison of a minus b, in points."""
+    ``unit`` names what the keys of ``a`` are ("task", or e.g. "domain") for printed text.
+    Returns a Comparison of a minus b, in points, with each task's own difference and interval
+    in ``per_task``."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}: use one of {sorted(METRICS)}")
     fn, n_parts = METRICS[metric]
@@ -178,8 +195,10 @@ def paired_difference(a, b, metric: str = "accuracy", names=("a", "b"), n_boot: 
     low, high = (float(q) for q in np.quantile(reps, [alpha, 1 - alpha]))
     av, bv = float(np.mean(point_a)), float(np.mean(point_b))
     diff = av - bv
+    per_task = {task: (float(pa - pb), *(float(q) for q in np.quantile(bt, [alpha, 1 - alpha])))
+                for task, pa, pb, bt in zip(ta, point_a, point_b, boot)} if len(ta) > 1 else {}
     return Comparison(names[0], names[1], metric, diff, low, high, verdict(low, high), av, bv,
-                      len(ta), min(seeds_per_task), n_images, level)
+                      len(ta), min(seeds_per_task), n_images, level, per_task, unit)
 
 
 def vectors(df, method: str, parts=("test",), part_column: str = "split", tasks=None,

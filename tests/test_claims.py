@@ -58,3 +58,24 @@ def test_errors(tmp_path):
                                            "expect": "maybe", "paper_value": 1, "source": "s"}]}))
     with pytest.raises(ValueError, match="expects 'maybe'"):
         claims.load(path=bad)
+
+
+def test_table_shows_each_task_and_flags_a_split(capsys):
+    c = _cmp(-1, 3)
+    c.n_tasks, c.unit = 2, "domain"
+    c.per_task = {"sketch": (4.0, 3.0, 5.0), "cartoon": (-2.0, -3.0, -1.0)}
+    df = claims.table([("coop_base_gain", c)])
+    assert "2 domains" in df["tiny world (a - b, 95% CI)"][0]
+    assert df["per task"][0].startswith("sketch +4.0 [+3.0, +5.0]; cartoon -2.0")
+    assert "the domains disagree" in df["per task"][0]
+    claims.show(df)
+    assert "each on its own: sketch" in capsys.readouterr().out
+    one = claims.table([("coop_base_gain", _cmp(1, 3))])
+    assert one["per task"][0] == ""
+
+
+def test_similar_claims_print_their_margin():
+    similar = [k for k, v in claims.load().items() if v["expect"] == "similar"]
+    assert similar, "no 'similar' claim to check"
+    df = claims.table([(similar[0], _cmp(-0.5, 0.5))])
+    assert "within" in df["tiny world (a - b, 95% CI)"][0]

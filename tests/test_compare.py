@@ -141,3 +141,22 @@ def test_rows_without_vectors_outside_the_parts_are_ignored(tmp_path):
 def test_one_seed_against_zero_shot_seed_zero():
     v = np.ones(20, bool)
     assert compare.paired_difference({1: v}, {0: ~v}).verdict == "better"
+
+
+def test_each_pooled_task_keeps_its_own_difference_and_the_split_is_flagged():
+    # t1: a is far better; t2: a is far worse; the pooled mean hides the disagreement
+    rng = np.random.default_rng(8)
+    lo, hi = ({s: rng.random(600) < p for s in (1, 2, 3)} for p in (0.3, 0.9))
+    c = compare.paired_difference({"t1": hi, "t2": lo}, {"t1": lo, "t2": hi}, unit="domain")
+    assert set(c.per_task) == {"t1", "t2"} and c.unit == "domain"
+    d1, low1, high1 = c.per_task["t1"]
+    assert d1 == pytest.approx(100 * (np.mean([hi[s].mean() for s in hi]) -
+                                      np.mean([lo[s].mean() for s in lo])))
+    assert low1 > 0 and c.per_task["t2"][2] < 0
+    assert c.difference == pytest.approx((d1 + c.per_task["t2"][0]) / 2)
+    assert c.split()
+    assert c.per_task_text().startswith("t1 +")
+    # two tasks that agree are not a split; a single task has no per-task entry
+    same = compare.paired_difference({"t1": hi, "t2": hi}, {"t1": lo, "t2": lo})
+    assert same.verdict == "better" and not same.split()
+    assert compare.paired_difference(hi, lo).per_task == {}
