@@ -246,9 +246,11 @@ def coop(name: str, split: str = "test", root=None) -> ImageSet:
     if not base.is_dir():
         shown = base.relative_to(runtime.ROOT) if base.is_relative_to(runtime.ROOT) else base
         raise FileNotFoundError(
-            f"dataset folder {shown} does not exist. Put {name} there in the CoOp layout "
-            f"(see CoOp's DATASETS.md), or point to your data root with coop(..., root=...) or "
-            "the DATA environment variable.")
+            f"dataset folder {shown} does not exist. Put the {name!r} dataset there in the CoOp "
+            f"layout ({shown}/{spec.image_dir}/"
+            f"{f' and {shown}/{spec.split_file}' if spec.split_file else ''}; see CoOp's "
+            "DATASETS.md), or point to your data root with coop(..., root=...) or the DATA "
+            "environment variable.")
     if spec.split_file is not None:
         paths, labels, names = _read_split(base / spec.split_file, split, base / spec.image_dir)
     elif name == "fgvc_aircraft":

@@ -32,7 +32,11 @@ def contcoop(method) -> dict:
       attention path's part of the prompt (gamma Attn in the residual form) and P the free
       residual; 1.0 for the read-out form, which has no free part. Near 0: the method is CoOp.
     - ``entropy``: mean attention entropy over (class, slot) in nats; ``entropy_normalised``
-      divides by log(number of keys), so 1 is a uniform read-out and 0 a one-hot one.
+      divides by log(number of keys), so 1 is a uniform read-out and 0 a one-hot one. A class
+      with a single key (a one-token name, keys = class only) has no choice to make: its
+      entropy is 0 by definition, not a measured one-hot read-out.
+    - ``keys``: the number of keys each class attends over, averaged over classes; where it is
+      1, ``entropy_normalised`` carries no information (report it as not applicable).
     - ``class_mass``: mean attention mass on the class name's keys (1.0 when only they are keys).
     - ``gamma``: the residual form's gate (NaN for the read-out).
     """
@@ -61,7 +65,7 @@ def contcoop(method) -> dict:
     mass = (weights * is_class.to(weights.dtype)).sum(-1)
     return {"form": method.config.prompt_form, "attention_share": share,
             "entropy": float(entropy.mean()), "entropy_normalised": float(norm.mean()),
-            "class_mass": float(mass.mean()), "gamma": gamma}
+            "keys": float(n_keys.mean()), "class_mass": float(mass.mean()), "gamma": gamma}
 
 
 @torch.no_grad()
@@ -121,6 +125,41 @@ def shows_class(task: str, scene, classname: str) -> bool:
     return value[task] == classname
 
 
+def arf_per_class(method) -> tuple[dict, list]:
+    """Which retrieved pairs belong to which class, and whether they show it.
+
+    Retrieval keeps the top ``k`` pairs of every class and pools them; a pair can be in the
+    lists of several classes, and ``Anchors.best_class`` (what the mechanism numbers read) is
+    only the class that scores it highest. Returns ``(per_class, retrieved_for)``:
+    ``per_class[classname]`` = {``retrieved``: pairs in the class's own top ``k``,
+    ``shared``: of those, pairs also in another class's list, ``scored highest``: pairs whose
+    ``best_class`` it is, ``show it``: of its own list, pairs whose scene shows the class,
+    ``show it, any list``: pooled pairs whose scene shows it (tiny world; NaN otherwise)};
+    ``retrieved_for[j]``: the classes (indices) in whose list pair ``j`` is. The lists are the
+    retrieval's own (``Anchors.ranked``)."""
+    anchors, names = method.anchors, method.classnames
+    lists = [set(int(j) for j in row) for row in anchors.ranked]
+    retrieved_for = [tuple(c for c in range(len(names)) if j in lists[c])
+                     for j in range(len(anchors))]
+    task = method._train_set.name.split("/")[0]
+    scenes = anchors.scenes if anchors.scenes is not None and task in world.TASKS else None
+
+    def show(j, c):
+        return shows_class(task, scenes[j], names[c])
+
+    per_class = {}
+    for c, name in enumerate(names):
+        own = sorted(lists[c])
+        per_class[name] = {
+            "retrieved": len(own),
+            "shared": sum(len(retrieved_for[j]) > 1 for j in own),
+            "scored highest": int(np.sum(anchors.best_class == c)),
+            "show it": sum(show(j, c) for j in own) if scenes else float("nan"),
+            "show it, any list": (sum(show(j, c) for j in range(len(anchors))) if scenes
+                                  else float("nan"))}
+    return per_class, retrieved_for
+
+
 def arf(method) -> dict:
     """Mechanism numbers of an ARF method after ``on_train_start`` (anchors built).
 
@@ -130,6 +169,8 @@ def arf(method) -> dict:
     - ``retrieval_precision``: fraction of retrieved pairs whose scene shows that class
       (tiny world only; NaN otherwise).
     - ``tca_over_context`` / ``ita_over_context``: (before, after) caption fitting, as fractions.
+    - ``per_class`` and ``retrieved_for``: :func:`arf_per_class` (anchors per class, and how
+      many of them show their class).
     """
     cfg = method.config
     template = method.templates[0]
@@ -146,6 +187,7 @@ def arf(method) -> dict:
                 for s, c in zip(anchors.scenes, anchors.best_class)]))
         else:
             out["retrieval_precision"] = float("nan")
+        out["per_class"], out["retrieved_for"] = arf_per_class(method)
     if method.train_captions is not None:
         labels = method._train_set.labels
         prompts = [template.format(method.classnames[y]) for y in labels]

@@ -486,7 +486,8 @@ SANITY_TASKS = tuple(t for t in TASKS if t not in MAIN_TASKS)
 # Training splits hold what few-shot sampling draws from.
 
 CHOICES = (
-    {"choice": "32 px scenes, 10 shapes x 8 colours x 5 textures, counts, sizes, backgrounds",
+    {"choice": f"32 px scenes, {len(SHAPES)} shapes x {len(COLOURS)} colours x {len(TEXTURES)} "
+               "textures, counts, sizes, backgrounds",
      "why": "enough concepts for an 80-class fine-grained task (objects) and base/new splits "
             "whose new classes need the same kind of evidence as base ones"},
     {"choice": "five domains; sketches keep coloured outlines",
@@ -530,19 +531,35 @@ CHOICES = (
      "why": "captions name a texture on an object ('a striped red square'), never a 'striped "
             "pattern': with 'a photo of a {} pattern.' zero-shot never predicted 'plain', a "
             "fault of the prompt, not of the model (notebook 00 shows both per class)"},
-    {"choice": "texture names in 30% of the captions that tell textures apart, misnamed as a "
-               "look-alike 10% of the time (TEXTURE_NAME_P, TEXTURE_NOISE_P)",
+    {"choice": f"texture names in {TEXTURE_NAME_P:.0%} of the captions that tell textures apart, "
+               f"misnamed as a look-alike {TEXTURE_NOISE_P:.0%} of the time (TEXTURE_NAME_P, "
+               "TEXTURE_NOISE_P)",
      "why": "at 10% and 40% the text tower gave checks and dots, waves and stripes one text "
-            "feature, so two of the five textures were a coin flip for zero-shot "
+            "feature, so two of the first zoos' five textures were a coin flip for zero-shot "
             "(trials N9-N11)"},
-    {"choice": "finer checks (CHECKER_FREQ 8: about five blocks across a large object)",
+    {"choice": f"finer checks (CHECKER_FREQ {CHECKER_FREQ:g}: about five blocks across a large "
+               "object)",
      "why": "at three blocks across the image towers could not tell checks from waves (a "
             "frozen-feature probe: near chance on the two); finer checks lifted textures' "
             "ceiling and that probe (trials N11-N13)"},
-    {"choice": "textures' base classes are plain, striped and checkered (new: dotted, wavy)",
+    {"choice": f"textures' base classes are {', '.join(TEXTURES_BASE)} (new: "
+               f"{', '.join(t for t in TEXTURES if t not in TEXTURES_BASE)})",
      "why": "each look-alike family keeps one member in each half, as in CoOp's first-half "
-            "split, and the two textures the towers still confuse most (checkered, wavy) no "
-            "longer make up the whole new half (chosen on trial N11's tiny-v1)"},
+            "split, and the two textures the towers still confused most (checkered, wavy) no "
+            "longer make up the whole new half (chosen on trial N11's tiny-v1, when the world "
+            "had five textures)"},
+    {"choice": "a sixth texture, hatched (thin lines both ways), so that each half of the "
+               f"textures split holds {len(TEXTURES_BASE)} classes",
+     "why": "with five textures one half held two classes, an easy pair or a coin flip; with "
+            "hatched each half holds an unpatterned or dotted class, a line pattern and a "
+            "lattice (trial N21, this zoo)"},
+    {"choice": f"fine shape names in {SHAPE_NAME_P:.0%} of the captions that tell the fine shape "
+               f"apart, a look-alike's name {NAME_NOISE_P:.0%} of the time (SHAPE_NAME_P, "
+               "NAME_NOISE_P)",
+     "why": "with a third of that share a name got so few captions that which shapes a run "
+            "learnt to name, and so shapes' base/new gap, changed from run to run (notebook 00, "
+            "per class); the misnaming keeps the commoner names imperfect, so zero-shot stays "
+            "below the frozen features (trials N19-N21)"},
     {"choice": "shapes' base classes take every other member of each look-alike family",
      "why": "CoOp's first half put both pointed shapes among the new classes, so base training "
             "never exercised what tells them apart (notebook 00 prints both splits)"},

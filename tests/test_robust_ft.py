@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cliptune import data, evaluate, methods, models, train, wise_ft, world
+from cliptune import data, diagnostics, evaluate, methods, models, train, wise_ft, world
 from cliptune.methods import arf as arf_mod
 from cliptune.methods.base import Batch
 
@@ -341,3 +341,25 @@ def test_task_vector_round_trip_and_errors(tiny_clip, wide_clip, small_train):
     assert anc["visual.conv1.weight"]["cosine"] > 0.99
     other = models.build_tiny("tiny-clip", seed=7).state_dict()
     assert abs(wise_ft.ancestry(pre, other)["visual.conv1.weight"]["cosine"]) < 0.2
+
+
+def test_ranked_lists_pool_back_to_the_anchors_and_per_class_counts_them(tiny_clip, small_train):
+    images, captions = arf_mod.tiny_corpus("retrieval", 300, 0)
+    k = 5
+    a = arf_mod.retrieve_anchors(tiny_clip, small_train.classnames, small_train.templates,
+                                 images, captions, k=k)
+    n_cls = len(small_train.classnames)
+    assert a.ranked.shape == (n_cls, k)
+    # every class's list holds k distinct pairs, and the lists pool into exactly the anchors
+    assert all(len(set(row.tolist())) == k for row in a.ranked)
+    assert set(a.ranked.ravel().tolist()) == set(range(len(a)))
+    m = make("arf", tiny_clip, small_train, **SMALL_ARF)
+    m.on_train_start(small_train)
+    per_class, retrieved_for = diagnostics.arf_per_class(m)
+    assert set(per_class) == set(small_train.classnames)
+    assert all(v["retrieved"] == m.config.k for v in per_class.values())
+    assert sum(v["scored highest"] for v in per_class.values()) == len(m.anchors)
+    # a pair listed by several classes counts as shared in each of them
+    shared = sum(len(r) for r in retrieved_for if len(r) > 1)
+    assert sum(v["shared"] for v in per_class.values()) == shared
+    assert all(len(r) >= 1 for r in retrieved_for)

@@ -116,6 +116,9 @@ class Anchors:
     n_excluded: int  # candidates dropped because they equal a test image
     by: str = "text"  # how they were retrieved
     scenes: tuple | None = None  # tiny world: what each retrieved image shows
+    # read-only record of the ranking: [C, k] positions (into these pairs) of each class's top
+    # k, best first; a pair can sit in several classes' lists (diagnostics.arf_per_class)
+    ranked: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -300,8 +303,9 @@ def retrieve_anchors(clip: models.Clip, classnames, templates, images, captions,
     best = sim[:, chosen.to(sim.device)].max(0)
     idx = keep[chosen.numpy()]
     pool_images = images[idx] if isinstance(images, np.ndarray) else [images[i] for i in idx]
+    ranked = torch.searchsorted(chosen, top.cpu()).numpy()  # each list, as positions in idx
     return Anchors(pool_images, [captions[i] for i in idx], idx, best.values.cpu().numpy(),
-                   best.indices.cpu().numpy(), len(images), n_excluded, by)
+                   best.indices.cpu().numpy(), len(images), n_excluded, by, ranked=ranked)
 
 
 # --------------------------------------------------------------------------- the method
