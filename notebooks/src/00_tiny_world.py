@@ -2,26 +2,31 @@
 # # 00 · The tiny world and its CLIP generations
 #
 # **What you will learn.** What the procedural world of this workbook looks like (scenes,
-# captions, five visual domains, five labelled tasks, two corpora), how three small CLIP
-# generations were pretrained on it with open_clip's own model classes, and how good they are
-# before anyone fine-tunes them: the calibration that every later notebook builds on.
+# captions, five visual domains, five labelled tasks, two corpora), how four small CLIP
+# generations (a first model, two updates of it and a third update kept for choosing designs)
+# were pretrained on it with open_clip's own model classes, and how good they are before
+# anyone fine-tunes them: the calibration that every later notebook builds on.
 #
-# **Run time.** Short when the zoo weights are in `data/zoo` (they are committed); pretraining
-# a generation again (`RETRAIN = True`) takes far longer (`benchmarks/` measures
-# it). Writes `figures/00_*.png` and `results/00_tiny_world/`.
+# **Run time.** No pretraining when the zoo weights are in `data/zoo` (they are committed):
+# the run encodes the test splits and fits the frozen-feature ceilings, far quicker with a
+# filled feature cache (the README lists measured times). Pretraining a generation again
+# (`RETRAIN = True`) takes far longer (the manifest table below gives each model's measured
+# time). Writes `figures/00_*.png` and `results/00_tiny_world/`.
 
 # %% tags=["parameters"]
 from cliptune import params
 
 FAST_DEV_RUN = None  # None: CLIPTUNE_FAST_DEV_RUN decides; True or False: this run decides
-RETRAIN = False  # pretrain the zoo again even if data/zoo has the weights (25-35 min each)
+RETRAIN = False  # pretrain the zoo again even if data/zoo has the weights (times: manifest table)
 GENERATIONS = ("tiny-v1", "tiny-v2-continued", "tiny-v2-retrained", "tiny-v2-validation")
 SAMPLE_SEED = 0
 params.declare(globals())  # the next cell checks every value above
 
 # %%
 import dataclasses
+import inspect
 import json
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,8 +35,8 @@ import seaborn as sns
 import torch
 from IPython.display import display
 
-from cliptune import (data, evaluate, methods, models, plots, preconditions, results, runtime,
-                      world)
+from cliptune import (compare, data, evaluate, methods, models, plots, preconditions, protocols,
+                      results, runtime, world)
 
 FAST_DEV_RUN = params.setup(globals())  # checks the parameters, prints the mode and outputs
 plots.style()
@@ -43,7 +48,7 @@ MEASURED = GENERATIONS[:1] if FAST_DEV_RUN else GENERATIONS  # models in the pre
 # ## Scenes and domains
 #
 # A scene is one to four copies of an object with a **shape** (10), a **colour** (8), a
-# **texture** (5) and a **size**, on a **background**, rendered at 32×32 pixels in one of five
+# **texture** (6) and a **size**, on a **background**, rendered at 32×32 pixels in one of five
 # domains: `photo` (shading and noise), `sketch` (coloured outlines on paper: the colour, which
 # is the label of some tasks, survives the shift), `cartoon` (flat colours, black outline),
 # `painting` (blotchy colour noise, blur) and `clutter` (occluders). They play the roles of
@@ -73,8 +78,9 @@ plt.show()
 
 # %%
 imgs, caps, scenes = world.corpus("pretrain-v1", 8, seed=SAMPLE_SEED)
-pd.DataFrame({"pretraining caption": caps,
-              "captioner (rich)": [world.captioner(s) for s in scenes]})
+with pd.option_context("display.max_colwidth", None):  # whole captions, not cut with "..."
+    display(pd.DataFrame({"pretraining caption": caps,
+                          "captioner (rich)": [world.captioner(s) for s in scenes]}))
 
 # %% [markdown]
 # ## Tasks
@@ -114,7 +120,8 @@ plt.show()
 #
 # Every choice that shapes how hard the world is was made once, before any method ran, to meet
 # the preconditions below; none was changed after a method comparison. The list lives in the
-# package (`cliptune.world.CHOICES`) so that this table and the code cannot disagree.
+# package (`cliptune.world.CHOICES`), next to the knobs it names; its counts, class lists and
+# knob values are read from the code's constants, its reasons are prose.
 
 # %%
 pd.DataFrame(world.CHOICES).style.hide(axis="index")
@@ -141,7 +148,9 @@ pd.DataFrame(world.CHOICES).style.hide(axis="index")
 # `manifest.json`) and pretrained from their recipe when missing.
 
 # %%
-pd.DataFrame([{k: v for k, v in vars(r).items() if k != "domain_mix"} for r in models.ZOO.values()])
+# text_from names the model whose text tower a generation starts from ("-": none)
+(pd.DataFrame([{k: v for k, v in vars(r).items() if k != "domain_mix"} for r in models.ZOO.values()])
+ .fillna({"text_from": "-"}))
 
 # %%
 if RETRAIN and not FAST_DEV_RUN:
@@ -164,9 +173,9 @@ print(f"the zoo on disk: {zoo_mb:.0f} MiB of safetensors for {len(GENERATIONS)} 
 # picked from the learning curves of short trial runs; every generation logs the same curve
 # while it trains: zero-shot accuracy and a linear probe on frozen features (small held-out
 # splits of three tasks) against steps. A probe far above zero-shot is the room the later
-# notebooks need. The textures zero-shot curves of the current zoo were logged with the
-# task's earlier prompt ("a photo of a {} pattern."), which was replaced after the zoo was
-# trained (the preconditions section shows why); the weights do not depend on it.
+# notebooks need. A curve's zero-shot uses each task's prompt as it stood when the model
+# trained; the current zoo was trained after the textures task changed its prompt (the
+# preconditions section shows why), so its curves use today's prompts.
 
 # %%
 manifest = json.loads((models.ZOO_DIR / "manifest.json").read_text())
@@ -186,6 +195,8 @@ if len(curve):
                  style="measure", markers=True, ax=axes[1])
     axes[1].set(title="tiny-v1 while it trains: zero-shot vs linear probe", ylim=(0, 100),
                 ylabel="top-1 on a held-out split (%)")
+    # beside the panel: inside it, the legend covered a curve
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
 plots.save(fig, "00_pretraining_curves")
 plt.show()
 pd.DataFrame({n: {"steps": m["recipe"]["steps"], "minutes": round(m["seconds"] / 60, 1),
@@ -199,8 +210,8 @@ pd.DataFrame({n: {"steps": m["recipe"]["steps"], "minutes": round(m["seconds"] /
 # colour apart, and how often it then uses the class name rather than a description) were
 # chosen from trial runs of the `tiny-v1` recipe (`tools/zoo_trial.py`), by the gap between
 # the linear probe and zero-shot on the learning-curve splits, before any method ran. Trial A
-# became the second zoo's `tiny-v1` (the first zoo named every fine attribute it mentioned);
-# the current zoo comes from the fourth round below.
+# became the second zoo's `tiny-v1` (the first zoo named every fine attribute it mentioned;
+# its `tiny-v1` is trial `Z1`); the current zoo comes from the seventh round below.
 #
 # Two later trials, `SSL 1.0` and `SSL 0.3`, keep trial A's captions and add a SLIP-style
 # self-supervised term to pretraining (`Recipe.ssl_weight`: a SimCLR loss between two
@@ -210,7 +221,7 @@ pd.DataFrame({n: {"steps": m["recipe"]["steps"], "minutes": round(m["seconds"] /
 # whether zero-shot followed the probe up.
 #
 # The third round (`N1`-`N6`) keeps the self-supervised term and works on what the captions
-# teach and on the cartoon domain (each trial's exact knobs are in the legend above):
+# teach and on the cartoon domain (each trial's exact knobs are printed under the figure below):
 #
 # - `N1 rarer names`: shape and texture names in a fifth of A's share of the captions that
 #   tell them apart, and fewer cartoons in pretraining;
@@ -247,9 +258,9 @@ pd.DataFrame({n: {"steps": m["recipe"]["steps"], "minutes": round(m["seconds"] /
 # shapes split of their time. Measured with the textures task's earlier prompt ("a photo of a
 # {} pattern."), N8 never predicted "plain" on textures: the prompt, not the model, was at
 # fault, and the task now prompts as the colours task does (the per-class table under the
-# preconditions shows both prompts). N8 is therefore listed with its curve only. The previous
-# zoo was pretrained with N8's knobs; its `tiny-v1` is listed among the trials below as
-# `previous zoo: tiny-v1 with N8 knobs`, measured as the zoo is.
+# preconditions shows both prompts). N8 is therefore listed with its curve only. The zoo that
+# followed was pretrained with N8's knobs; its `tiny-v1` is listed among the trials below as
+# `Z8` (its curve is N8's, drawn once), measured as the zoo is.
 #
 # That zoo failed base ~ new on textures: its new classes (checkered, wavy) sat at chance
 # zero-shot, because its towers could not tell the two apart, neither by image (a probe on
@@ -299,42 +310,82 @@ pd.DataFrame({n: {"steps": m["recipe"]["steps"], "minutes": round(m["seconds"] /
 # table below measures them again, as the notebooks use them.
 
 # %%
-trials = json.loads((models.ZOO_DIR / "trials.json").read_text())["trials"]
-gaps = pd.DataFrame([{"trial": label, "knobs": " ".join(t["knobs"]), "step": c["step"],
-                      "task": task, "probe minus zero-shot": c[f"{task}_probe"]
-                      - c[f"{task}_zero_shot"]}
+# trials.json names three earlier zoos as "previous": give each its own label (display only)
+ZOO_LABELS = {"previous-zoo": "Z1 the first zoo's tiny-v1 (fine names in every caption)",
+              "previous zoo: tiny-v1 with N8 knobs": "Z8 tiny-v1 of the zoo with N8's knobs",
+              "Z11-v1 previous zoo's tiny-v1": "Z11-v1 tiny-v1 of the zoo with N11's knobs",
+              "Z11-c previous zoo's tiny-v2-continued": "Z11-c its tiny-v2-continued",
+              "Z11-r previous zoo's tiny-v2-retrained": "Z11-r its tiny-v2-retrained",
+              "Z11-v previous zoo's tiny-v2-validation": "Z11-v its tiny-v2-validation"}
+
+
+def natural(label):
+    """Sort key: N2 before N10, and the letters' trials (A, B) before the numbered ones."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", label)]
+
+
+raw_trials = json.loads((models.ZOO_DIR / "trials.json").read_text())["trials"]
+trials = {ZOO_LABELS.get(k, k): raw_trials[k]
+          for k in sorted(raw_trials, key=lambda k: natural(ZOO_LABELS.get(k, k)))}
+z8, n8 = trials["Z8 tiny-v1 of the zoo with N8's knobs"], trials["N8 textures named"]
+same_run = z8.get("curve") == n8.get("curve")
+print("Z8's logged curve is N8's, step for step: drawn once, as N8" if same_run
+      else "Z8 and N8 logged different curves: both are drawn")
+gaps = pd.DataFrame([{"trial": label, "step": c["step"], "task": task,
+                      "probe minus zero-shot": c[f"{task}_probe"] - c[f"{task}_zero_shot"]}
                      for label, t in trials.items() for c in t.get("curve", [])
-                     for task in ("shapes", "objects", "textures")])
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), sharey=True)
-for ax, (task, g) in zip(axes, gaps.groupby("task")):
-    plots.distinct_lines(ax, {f"{label}: {knobs}": (gg.step, gg["probe minus zero-shot"])
-                              for (label, knobs), gg in g.groupby(["trial", "knobs"])},
-                         n_markers=20)  # a marker on every logged step
-    ax.get_legend().remove()
+                     for task in ("shapes", "objects", "textures")
+                     if not (same_run and label.startswith("Z8"))])
+# the zoo and the trials the text turns on are drawn in colour; every other trial in grey
+SHOWN = ("Z1", "A", "N8", "N11", "N19", "N21", "N21c", "N21r", "N21v")
+shown = {label.split()[0]: label for label in trials if label.split()[0] in SHOWN}
+# tab10 without its grey (the colour of the other trials): exactly nine colours
+colours = dict(zip(SHOWN, [c for i, c in enumerate(sns.color_palette("tab10")) if i != 7]))
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
+for ax, task in zip(axes, ("objects", "shapes", "textures")):
+    g = gaps[gaps.task == task]
+    for label in sorted(g.trial.unique(), key=natural):
+        gg, key = g[g.trial == label], label.split()[0]
+        if key in shown:
+            zoo_model = key.startswith("N21")
+            ax.plot(gg.step, gg["probe minus zero-shot"], color=colours[key],
+                    lw=2.2 if zoo_model else 1.5, ls="-" if zoo_model else "--",
+                    marker="os^D"[SHOWN.index(key) % 4], ms=4, zorder=3, label=label)
+        else:
+            ax.plot(gg.step, gg["probe minus zero-shot"], color="0.75", lw=0.9, zorder=1,
+                    label="other trials (grey; knobs printed below)")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(title=task, xlabel="pretraining step")
 axes[0].set_ylabel("probe minus zero-shot (points)")
-fig.suptitle("trial runs: the room between frozen features and zero-shot, while they train",
-             fontsize=10)
+fig.suptitle("trial runs: the room between frozen features and zero-shot, while they train "
+             "(solid: the zoo's four models)", fontsize=10)
 fig.tight_layout()
-# one legend for the three panels, below them, where it hides no point
-fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, -0.01),
-           fontsize=8, title="trial: caption knobs", title_fontsize=8)
+# one legend for the three panels, below them, where it hides no point; one grey entry
+handles, labels = axes[0].get_legend_handles_labels()
+unique = dict(zip(labels, handles))
+order = sorted(unique, key=lambda lab: (lab.startswith("other"), natural(lab)))
+fig.legend([unique[lab] for lab in order], order, loc="upper center",
+           bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8, title="trial", title_fontsize=8)
 plots.save(fig, "00_caption_trials")
 plt.show()
 print("caption knobs of the zoo:", world.caption_knobs())
+print("each trial's knobs (as tools/zoo_trial.py set them):")
+for label, t in trials.items():
+    if t.get("curve"):
+        print(f"  {label}: {' '.join(t['knobs'])}")
 last = pd.DataFrame([{"trial": label, "step": t["curve"][-1]["step"], "task": task,
                       "zero-shot": t["curve"][-1][f"{task}_zero_shot"],
                       "probe": t["curve"][-1][f"{task}_probe"]}
                      for label, t in trials.items() if t.get("curve")
                      for task in ("shapes", "objects", "textures")])
 print("each trial at its last logged step (accuracy, %, learning-curve splits)")
-last.pivot_table(index=["trial", "step"], columns="task", values=["zero-shot", "probe"]).round(1)
+(last.pivot_table(index=["trial", "step"], columns="task", values=["zero-shot", "probe"]).round(1)
+ .reindex(sorted(last.trial.unique(), key=natural), level="trial"))  # N2 before N10
 
 # %% [markdown]
-# The finished trials of the third and fourth rounds were also measured exactly as the zoo is measured
-# below (`tools/zoo_trial.py --measure`: `preconditions.measure` on every task, under each
-# trial's own world knobs, so a trial with hand-drawn cartoons is tested on hand-drawn
+# The finished trials of the third to seventh rounds were also measured exactly as the zoo is
+# measured below (`tools/zoo_trial.py --measure`: `preconditions.measure` on every task, under
+# each trial's own world knobs, so a trial with hand-drawn cartoons is tested on hand-drawn
 # cartoons), and checked against the same targets. A trial that passes every check on at least
 # three main tasks is a candidate for the zoo.
 
@@ -355,7 +406,8 @@ other_split = pd.DataFrame([{"trial": label, "base classes": ", ".join(t["textur
                              "zs_new": t["textures_other_split"]["zs_new"]}
                             for label, t in trials.items() if "textures_other_split" in t])
 print("textures' zero-shot under the other split, measured afterwards on the same trial models")
-other_split
+with pd.option_context("display.max_colwidth", None):  # whole trial names
+    display(other_split)
 
 # %% [markdown]
 # ### How far the continued update moved from v1
@@ -412,7 +464,18 @@ results.record("00_tiny_world", {"experiment": "preconditions", "models": MEASUR
                 if c.startswith("zs_") or c in ("ceiling", "ceiling_C", "ceiling_train")])
 shown = (["model", "task"] + [f"zs_{d}" for d in DOMAINS]
          + ["ceiling", "ceiling_C", "ceiling_converged", "zs_base", "zs_new"])
-pre[shown].round(1)
+# C spans decades: "g" keeps 0.01 from printing as 0.0. A C at an end of the probe's grid was
+# not bracketed by the search (the grid stays as it is: the ceilings are measured with it)
+C_GRID = inspect.signature(preconditions.probe_ceiling).parameters["cs"].default
+table = pre[shown].round(1)
+table["ceiling_C"] = pre.ceiling_C.map("{:g}".format)
+table["C at grid edge"] = (pre.ceiling_C.map({min(C_GRID): "lowest", max(C_GRID): "highest"})
+                          .fillna(""))
+display(table)
+edge = pre[pre.task.isin(world.MAIN_TASKS) & (pre.ceiling_C == max(C_GRID))]
+print(f"probe grid C = {', '.join(f'{c:g}' for c in C_GRID)}; main tasks whose chosen C is the "
+      "grid's highest (least regularised), so that a wider grid might fit a higher ceiling: "
+      + ("; ".join(f"{t} on {', '.join(g.model)}" for t, g in edge.groupby("task")) or "none"))
 
 # %%
 checks, enough = preconditions.verdicts(pre, world.MAIN_TASKS, targets)
@@ -426,6 +489,40 @@ print("\nwhere a main task misses a mark, and by how much:" if missed
       else "\nevery main task meets every mark on every model")
 for line in missed:
     print(" ", line)
+
+# What notebooks 02-07 evaluate, per model and task (read from their sources and recorded
+# results): a missed mark matters for a later claim only where that claim rests on it
+LATER_USE = (  # (notebooks, models, tasks, what is evaluated)
+    ("02-07", ("tiny-v1",), world.MAIN_TASKS, "photo"),
+    ("02, 03", ("tiny-v1",), ("objects",), "shifted domains"),
+    ("05", ("tiny-v1", "tiny-v2-continued"), ("textures",), "shifted domains"),
+    ("06 (embedding drift, no accuracy)", models.UPDATES, ("objects",), "shifted domains"),
+    ("02, 04", ("tiny-v1",), ("objects", "shapes"), "base and new halves"),
+    ("05", ("tiny-v2-continued",), ("shapes", "textures"), "photo"),
+    ("06", models.UPDATES, ("objects",), "photo"),
+    ("07", models.UPDATES, world.MAIN_TASKS, "photo"),
+)
+NEEDS = {"zero-shot in range": "photo", "ceiling above zero-shot": "photo",
+         "shifted domains harder": "shifted domains", "base ~ new": "base and new halves"}
+WORDING = {"zero-shot in range": "lies outside", "ceiling above zero-shot": "points above zero-shot",
+           "shifted domains harder": "of photo", "base ~ new": "new"}  # how shortfalls words each
+fails = checks[checks["main task"] & (checks.model != "tiny-v1")]
+for _, r in fails.iterrows():
+    for check, what in NEEDS.items():
+        if r[check] != "FAIL":
+            continue
+        lines = [ln for ln in missed if ln.startswith(f"{r.model} / {r.task}:")
+                 and WORDING[check] in ln]
+        within = bool(lines) and all("the mark lies inside it" in ln for ln in lines)
+        where = [nb for nb, ms, ts, w in LATER_USE if r.model in ms and r.task in ts and w == what]
+        print(f"{r.model} / {r.task} misses '{check}'"
+              + (", within its test-set interval (the mark lies inside the gap's 95 per cent "
+                 "interval)" if within else "")
+              + "; evaluated later on " + what + ": "
+              + (", ".join(where) if where else
+                 "by no later notebook" + (" (this update only scores candidate designs on "
+                 "validation draws, results/selection, and is never reported)"
+                 if r.model not in models.UPDATES else "")))
 
 # %%
 v1 = pre[pre.model == "tiny-v1"].set_index("task")
@@ -460,18 +557,18 @@ for task in ("shapes", "textures"):
 pd.DataFrame(split_rows).set_index(["task", "model", "split"]).round(1)
 
 # %% [markdown]
-# How much of shapes' base-new gap belongs to the world and how much to one pretraining run?
-# The fifth- and sixth-round trials changed texture knobs only, so their shapes rows are
-# repeated pretraining runs of the same shapes world, as are the four models of the previous
-# zoo (rows `Z11`, measured after it was replaced). A shape name appears in few captions
-# (`world.SHAPE_NAME_P`), so which names a text tower ties to their shapes, and hence the gap,
-# may move from run to run. Class by class: every run's zero-shot accuracy on each shape, among
-# the classes of its own half (`preconditions.per_class_zero_shot`; the trials were measured
-# afterwards, in the world each was trained in, by `tools/trial_per_class.py`). A half's
-# accuracy is the mean of its five classes, so a single class that one run did not learn by
-# name moves its half by a fifth of that class's misses. The seventh-round trials (shape names
-# more common, more often misnamed; N21 to N21v are this zoo) are rows of their own, below a
-# white line:
+# How much of shapes' base-new gap belongs to the world and how much to one pretraining run? The
+# fifth- and sixth-round trials changed texture knobs only, so their shapes rows are repeated
+# pretraining runs of the same shapes world, as are the four models of the zoo with N11's knobs,
+# the one before this zoo (rows `Z11`, measured after it was replaced). A shape name appears in
+# few captions (`world.SHAPE_NAME_P`), so which names a text tower ties to their shapes, and
+# hence the gap, may move from run to run. Class by class: every run's zero-shot accuracy on
+# each shape, among the classes of its own half (`preconditions.per_class_zero_shot`; the trials
+# were measured afterwards, in the world each was trained in, by `tools/trial_per_class.py`). A
+# half's accuracy is the mean of its five classes, so a single class that one run did not learn
+# by name moves its half by a fifth of that class's misses. The seventh-round trials (shape
+# names more common, more often misnamed; N21 to N21v are this zoo) are rows of their own, below
+# a white line:
 
 # %%
 SAME_SHAPE_CAPTIONS = ("N9", "N10", "N11", "N12", "N13", "N14", "N15", "N16", "N17", "N18",
@@ -543,16 +640,30 @@ plt.show()
 
 # %%
 if not FAST_DEV_RUN:
-    later = pre[pre.model.isin(models.UPDATES)].groupby("model").zs_photo.mean()
-    base = pre[pre.model == "tiny-v1"].zs_photo.mean()
-    for name, v in later.items():
-        print(f"{name}: mean photo zero-shot over the tasks {v:.1f} vs tiny-v1 {base:.1f} -> "
-              f"the update is {'better' if v > base else 'NOT better'}")
+    # pooled over the main tasks only (the sanity tasks sit at ceiling), paired by test image
+    MAIN = [t for t in TASKS if t in world.MAIN_TASKS]
+
+    def photo_hits(name):
+        return {t: {0: protocols.score(methods.create("zero-shot", zoo[name], ensemble=False),
+                                       zoo[name], data.tiny(t, "test"))["correct"]} for t in MAIN}
+
+    v1_hits = photo_hits("tiny-v1")
+    for name in models.UPDATES:
+        c = compare.paired_difference(photo_hits(name), v1_hits, names=(name, "tiny-v1"))
+        print(f"{name}: mean photo zero-shot over the main tasks ({', '.join(MAIN)}) "
+              f"{c.a_value:.1f} vs tiny-v1 {c.b_value:.1f}, difference {c.interval()} "
+              f"(95 per cent interval, paired by test image) -> {c.verdict}")
+        if c.split():
+            print(f"  the tasks disagree: {c.per_task_text()}")
 
 # %% [markdown]
 # **Reading.** The tables above decide what the later notebooks may claim: a main task that
 # passes leaves room for a method to gain (ceiling far above zero-shot), to lose robustness
 # (shifted domains harder) and to overfit its base classes (new classes as hard as base ones).
+# A model marked FAIL under the gate has fewer main tasks than needed passing every check;
+# the lines printed under the gate say which marks it misses, whether each miss lies within
+# what the test set can resolve, and which later notebooks evaluate that model on that task
+# in the way the mark is about. A later claim rests on a missed mark only where one does.
 # A task at ceiling stays in the workbook as a sanity check of concepts the model already
 # knows, but never enters a pooled mean.
 

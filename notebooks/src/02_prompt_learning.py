@@ -183,17 +183,20 @@ rows, trained, histories = [], {}, {}
 for task in TASKS:
     for name in TRAIN_CFGS:
         cfg = TRAIN_CFGS[name]
+        t, outs = time.time(), []
         for seed in SEEDS:
-            t = time.time()
             out = protocols.base_to_new(name, clip, task, SHOTS, seed, cfg,
                                         **METHOD_CFGS.get(name, {}))
+            outs.append(out)
             trained[task, name, seed] = out["method"]
             if cfg is not None:
                 histories[task, LABELS[name], seed] = out["history"]
             rows += [row(name, task, seed, split, out[split], correct=out.get(f"{split}_correct"))
                      for split in ("base", "new", "hm")]
-        print(f"{task:8s} {LABELS[name]:9s} base {out['base']:5.1f}  new {out['new']:5.1f}  "
-              f"(seed {seed}, {time.time() - t:.1f} s)")
+        # the mean over seeds, as in the table below (not the last seed's numbers)
+        print(f"{task:8s} {LABELS[name]:9s} base {sum(o['base'] for o in outs) / len(outs):5.1f}"
+              f"  new {sum(o['new'] for o in outs) / len(outs):5.1f}  (mean of seeds {SEEDS}, "
+              f"{time.time() - t:.1f} s)")
 results.record(EXPERIMENT, b2n_config, rows)
 
 # %%
@@ -286,8 +289,11 @@ for task in TASKS:
 # of class $c$ is computed from the class embedding $E_c$ through attention, so the numbers
 # below (`cliptune.diagnostics`) are printed beside the base-to-new results: the share of the
 # prompt that comes through the attention path (near 0: the method has become CoOp; 1 for the
-# readout form), the attention entropy (normalised: 1 is a uniform read-out, 0 a one-hot one)
-# and the attention mass on the class name's keys. Then the test of the idea: attach the
+# readout form), the attention entropy (normalised: 1 is a uniform read-out, 0 a one-hot one;
+# not applicable where a class has a single key, e.g. a one-token class name with the class as
+# the only key, since attention over one key has no choice to make) and the attention mass on
+# the class name's keys (shown only where the keys include more than the class name, since it
+# is 1 by construction otherwise). Then the test of the idea: attach the
 # trained module to `tiny-v1` and to the validation update `tiny-v2-validation` and measure how
 # far the class embeddings move and how far the prompts move with them. A CoOp prompt does not
 # move at all; a ContCoOp prompt that follows its model moves with the embeddings. The
@@ -306,13 +312,17 @@ for task in TASKS:
         m.attach(clip, base_train.classnames, base_train.templates)  # back on the old model
         diag_rows.append({"task": task, "seed": seed, **mech, **follow})
 contcoop_diag = pd.DataFrame(diag_rows)
-diag_means = contcoop_diag.groupby("task")[["attention_share", "entropy_normalised",
-                                            "class_mass", "gamma", "embedding_move",
-                                            "prompt_move"]].mean()
+if residual_form and METHOD_CFGS["contcoop"].get("kv", "class") == "class":  # mass 1 by design
+    contcoop_diag = contcoop_diag.drop(columns="class_mass")
+diag_means = contcoop_diag.groupby("task")[["attention_share", "entropy_normalised", "keys",
+                                            "gamma", "embedding_move", "prompt_move"]].mean()
 for task, r in diag_means.iterrows():
     ratio = r["prompt_move"] / max(r["embedding_move"], 1e-12)
+    # one key per class (a one-token name): the attention has nothing to choose between
+    entropy = (f"{r['entropy_normalised']:.2f}" if r["keys"] > 1 else
+               "n/a (one key per class: each class name is a single token)")
     print(f"{task}: {100 * r['attention_share']:.1f} per cent of the prompt comes through the "
-          f"attention path; normalised attention entropy {r['entropy_normalised']:.2f}; "
+          f"attention path; normalised attention entropy {entropy}; "
           f"from {MODEL_OLD} to {models.VALIDATION_UPDATE} the class embeddings move by "
           f"{100 * r['embedding_move']:.1f} per cent and the prompts by "
           f"{100 * r['prompt_move']:.1f} per cent ({ratio:.2f} of the embeddings' move): the "
@@ -506,7 +516,6 @@ for task, r in xd_means.iterrows():
     print(f"{task}: prompts from {CURVE_TASK} {r['CoOp']:.1f}% vs the task's own hand-made "
           f"prompt {r['zero-shot']:.1f}% ({r['CoOp gain']:+.1f}): the learned context "
           f"{verdict}{ceiling}.")
-print(f"notebook run time {time.time() - T0:.0f} s")
 
 # %% [markdown]
 # **Reading.** The few-shot curve, the domain table and the transfer table are printed from
@@ -564,10 +573,19 @@ entries = [
 dg_a = {d: compare.vectors(dg_v, "CoOp", domain=d)[CURVE_TASK] for d in DOMAINS}
 dg_b = {d: compare.vectors(dg_v, "zero-shot", domain=d)[CURVE_TASK] for d in DOMAINS}
 entries.append(("coop_domain_gain", compare.paired_difference(dg_a, dg_b, names=("CoOp",
-                                                                                 "zero-shot")),
+                                                                                 "zero-shot"),
+                                                               unit="domain"),
                 f"CoOp gain on photos {dg_means.loc['photo', 'CoOp gain']:+.1f} points"))
 claims_02 = claims.table(entries, notebook="02")
 claims.show(claims_02)
+# a pooled verdict can hide a task (or domain) that says otherwise on its own: name each one
+for cid, c, _ in entries:
+    alone = {k: compare.verdict(lo, hi) for k, (_, lo, hi) in c.per_task.items()}
+    differ = {k: v for k, v in alone.items() if v != c.verdict}
+    if differ:
+        print(f"{c.a} vs {c.b} ({c.metric}): pooled {c.interval()} {c.verdict}, but on its own "
+              + "; ".join(f"{c.unit} {k} {c.per_task[k][0]:+.1f} [{c.per_task[k][1]:+.1f}, "
+                          f"{c.per_task[k][2]:+.1f}] {v}" for k, v in differ.items()))
 print(f"notebook run time {time.time() - T0:.0f} s")
 
 # %% [markdown]

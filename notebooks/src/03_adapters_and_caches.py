@@ -34,6 +34,7 @@ params.declare(globals())  # the next cell checks every value above
 import dataclasses
 import time
 
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -48,6 +49,10 @@ if FAST_DEV_RUN:  # checks the pipeline only: one seed, two shot counts, a few s
     SHIFTED_DOMAINS = SHIFTED_DOMAINS[:2]
 T_START = time.time()
 plots.style()
+# one colour per method in every figure of this notebook (greys: the zero-shot references)
+PALETTE = {**{m: mcolors.to_hex(f"C{i}") for i, m in enumerate(
+    ("linear-probe", "clip-adapter", "tip-adapter", "tip-adapter-f", "coop"))},
+    "zero-shot": "0.45", "zero-shot (ensemble)": "0.7"}
 clip = models.load_clip(MODEL_OLD)
 EXPERIMENT = "03_adapters_and_caches"
 print(f"{MODEL_OLD}: embed dim {methods.model_widths(clip.model)['embed dim']}, "
@@ -128,8 +133,9 @@ _ = train.recipe_table({m: recipe(registered(m)[0]) for m in METHODS
 # sampler), a disjoint validation set of $\min(K, 4)$ per class for Tip-Adapter's search, train
 # every method (or load its checkpoint) and test on the full test split. Zero-shot is measured
 # with the task's single hand-made template (what CLIP-Adapter, Tip-Adapter and CoOp's
-# initialisation start from) and with the ensemble of the task's templates (what the linear
-# probe starts from).
+# initialisation start from) and with the ensemble of the task's templates (the stronger
+# training-free reference). The classic linear probe starts from no text weights at all: it
+# is fit on the image features from scratch.
 
 # %%
 def row(**kw):
@@ -146,13 +152,20 @@ def run_method(label, train_set, val_set, seed, key=None):
     if name.startswith("tip-adapter"):
         module, found = train_and_search(name, clip, train_set, val_set, seed,
                                          recipe(name, len(train_set) // len(train_set.classnames)), **cfg)
+        # Tip-Adapter-F's training history (read from beside its checkpoint when loaded); the
+        # training-free cache has none
+        if key is not None and found.get("history"):
+            HISTORIES[key] = found["history"]
         return module, {"alpha": found["alpha"], "beta": found["beta"]}
     if name == "linear-probe":  # the classic probe: C chosen on the validation split (CoOp)
         module = methods.create(name, clip, **cfg)
         module.attach(clip, train_set.classnames, train_set.templates)
         module.use_validation_set(val_set)
         module.on_train_start(train_set)
-        return module, {"C": module.search["C"]}
+        grid = module.config.c_grid  # a C at the grid's edge may want a value beyond it
+        edge = ("lower" if module.search["C"] <= min(grid) else
+                "upper" if module.search["C"] >= max(grid) else "")
+        return module, {"C": module.search["C"], "C_edge": edge}
     module, history = protocols.train_method(name, clip, train_set, seed,
                                              recipe(name, len(train_set) // len(train_set.classnames)), **cfg)
     if key is not None:
@@ -191,7 +204,8 @@ RUN_CONFIG = {"experiment": "few-shot", "model": MODEL_OLD, "tasks": TASKS, "sho
               "seeds": SEEDS, "methods": METHODS, "fast": FAST_DEV_RUN,
               "recipes": {m: dataclasses.asdict(recipe(registered(m)[0])) for m in METHODS}}
 results.record(EXPERIMENT, RUN_CONFIG, fs_rows)
-pd.Series(timings).round(1).to_frame("seconds (train + test, all runs)")
+pd.Series(timings).round(1).to_frame(
+    "this run's seconds, all runs (loaded runs cost only evaluation)")
 
 # %%
 fs_convergence = convergence.report(HISTORIES, title="few-shot training")
@@ -222,6 +236,7 @@ for j, task in enumerate(TASKS):
     refs = {"zero-shot (1 template)": zero_shot[(task, "zero-shot")],
             "zero-shot (ensemble)": zero_shot[(task, "zero-shot (ensemble)")]}
     for i, ax in enumerate(axes[:, j]):
+        ax.set_prop_cycle(color=[PALETTE.get(m, "k") for m in METHODS])  # the fixed palette
         plots.shot_curves(ax, fs[(fs.dataset == task) & (fs.shots > 0)], references=refs,
                           order=METHODS, legend="outside" if (i, j) == (0, len(TASKS) - 1)
                           else None)
@@ -240,7 +255,8 @@ plt.show()
 # ### Reading the curves
 #
 # The sentences below are printed from the numbers above, so they stay true when you change
-# the parameters. Differences smaller than the seed-to-seed standard deviation are noise.
+# the parameters. A difference is judged by its paired 95 per cent interval over seeds and
+# test images (`cliptune.compare`), never by the spread of the seeds.
 
 # %%
 def mean_at(task, label, shots):
@@ -248,6 +264,14 @@ def mean_at(task, label, shots):
     return float(m["mean"].iloc[0]), float(m["std"].iloc[0])
 
 
+def points(x: float) -> str:
+    """A signed difference in points, one decimal; no sign where it rounds to zero."""
+    text = f"{x:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
+# per-image vectors of every run, for the paired comparisons
+fs_v = results.load(EXPERIMENT, hashes=[results.config_hash(RUN_CONFIG)], correct=True)
 for task in TASKS:
     lo, hi = min(SHOTS), max(SHOTS)
     zs1 = zero_shot[(task, "zero-shot")]
@@ -259,11 +283,13 @@ for task in TASKS:
           f"best at {hi} shots: {best_hi} {mean_at(task, best_hi, hi)[0]:.1f}%.")
     tip, tipf = mean_at(task, "tip-adapter", lo), mean_at(task, "tip-adapter-f", hi)
     print(f"  training-free Tip-Adapter at {lo} shot(s): {tip[0]:.1f} ± {tip[1]:.1f}% "
-          f"({tip[0] - zs1:+.1f} points over zero-shot with the same template).")
+          f"({points(tip[0] - zs1)} points over zero-shot with the same template).")
     tip_hi = mean_at(task, "tip-adapter", hi)
+    keys = compare.compare_methods(fs_v, "tip-adapter-f", "tip-adapter", tasks=[task], shots=hi)
     print(f"  at {hi} shots Tip-Adapter-F {tipf[0]:.1f}% vs Tip-Adapter {tip_hi[0]:.1f}% "
-          f"({tipf[0] - tip_hi[0]:+.1f}): training the keys "
-          f"{'helps' if tipf[0] - tip_hi[0] > max(tipf[1], tip_hi[1]) else 'does not clearly help'}.")
+          f"({keys.interval()} points, paired 95% interval): training the keys "
+          + {compare.BETTER: "helps.", compare.WORSE: "hurts."}.get(
+              keys.verdict, "makes no detectable difference."))
     lpz = mean_at(task, "linear-probe", lo)
     print(f"  classic linear probe at {lo} shot(s): {lpz[0]:.1f}%; "
           f"the classic probe is {'below' if lpz[0] < zs1 else 'not below'} zero-shot.")
@@ -274,11 +300,26 @@ for task in TASKS:
              if lpz_hi[0] < zs1 else "the images alone beat the text weights."))
     gains = {m: mean_at(task, m, hi)[0] - zs1 for m in METHODS}
     print(f"  gains over zero-shot at {hi} shots: "
-          + ", ".join(f"{m} {g:+.1f}" for m, g in gains.items()) + " points.")
+          + ", ".join(f"{m} {points(g)}" for m, g in gains.items()) + " points.")
     ca, coop = mean_at(task, "clip-adapter", lo), mean_at(task, "coop", lo)
     print(f"  CLIP-Adapter vs CoOp at {lo} shot(s): {ca[0]:.1f}% vs {coop[0]:.1f}%; "
           f"at {hi} shots: {mean_at(task, 'clip-adapter', hi)[0]:.1f}% vs "
           f"{mean_at(task, 'coop', hi)[0]:.1f}%.")
+
+# A pooled gain can rest on one task: where a method does not move from zero-shot on a task
+# at any shot count (paired 95% interval over seeds and test images), say so
+for task in TASKS:
+    for m in METHODS:
+        same = [compare.compare_methods(fs_v, m, "zero-shot", tasks=[task], a_where={"shots": k},
+                                        b_where={"shots": 0}) for k in SHOTS]
+        if all(c.verdict == compare.NO_DIFFERENCE for c in same):
+            means = [mean_at(task, m, k)[0] for k in SHOTS]
+            print(f"[{task}] {m} does not move from zero-shot at any shot count: its mean stays "
+                  f"within {min(means):.1f}-{max(means):.1f}% against zero-shot "
+                  f"{zero_shot[(task, 'zero-shot')]:.1f}%, and no paired 95% interval is clear "
+                  f"of 0 (at {max(SHOTS)} shots {same[-1].interval()} points)"
+                  + (": a gain pooled over the tasks comes from the others." if len(TASKS) > 1
+                     else "."))
 
 # Why the cache helps as much as it does: how well the few shots alone classify the test set
 # (the cache term by itself, Tip's beta), against zero-shot.
@@ -305,10 +346,23 @@ fit = fit.groupby(["task", "method"])[["loss_first", "loss_last"]].mean()
 for (task_, label), r in fit.iterrows():
     print(f"[{task_}] {label} at {max(SHOTS)} shots: training CE {r.loss_first:.2f} -> "
           f"{r.loss_last:.2f}")
+C_GRID = methods.create("linear-probe", clip).config.c_grid
+
+
+def c_text(t, k, g):
+    """The median C of one task and shot count, flagged where seeds sit at a grid edge (the
+    validation split would have liked a C beyond the searched range)."""
+    edges = g.C_edge[g.C_edge != ""]
+    flag = "; ".join(f"{(edges == e).sum()} of {len(g)} seeds at the {e} grid edge "
+                     f"{min(C_GRID) if e == 'lower' else max(C_GRID):g}"
+                     for e in sorted(set(edges)))
+    return f"{t} {k}-shot {g.C.median():.3g}" + (f" ({flag})" if flag else "")
+
+
 if "C" in searched_df:
-    c_chosen = searched_df.dropna(subset=["C"]).groupby(["task", "shots"]).C.median()
+    probe_c = searched_df.dropna(subset=["C"])
     print("\nclassic linear probe: C chosen on the validation split (median over seeds): "
-          + ", ".join(f"{t} {k}-shot {c:.3g}" for (t, k), c in c_chosen.items()))
+          + ", ".join(c_text(t, k, g) for (t, k), g in probe_c.groupby(["task", "shots"])))
 print("\nTip-Adapter's searched alpha (on the paper's scale: cache weight alpha * exp(t) / 100)"
       " / beta (median over runs):")
 searched_df.dropna(subset=["alpha"]).groupby(["method", "task"])[["alpha", "beta"]].median().round(2)
@@ -352,7 +406,7 @@ for i, label in enumerate(order):
     vals = dom[dom.method == label].groupby("domain").value
     means, stds = vals.mean().reindex(domains), vals.std().reindex(domains).fillna(0.0)
     ax.bar(np.arange(len(domains)) + (i - len(order) / 2 + 0.5) * width, means, width,
-           yerr=stds, capsize=2, label=label)
+           yerr=stds, capsize=2, label=label, color=PALETTE.get(label))
 ax.set_xticks(range(len(domains)), domains)
 ax.set_ylabel("test accuracy (%)")
 ax.set_title(f"{task}: modules trained on {DOMAIN_SHOTS}-shot photos, tested on each domain")
@@ -367,26 +421,46 @@ gain = dom_mean.sub(dom_mean.loc["zero-shot"], axis=1)  # points over 1-template
 print("Gain over zero-shot (1 template), in points:")
 print(gain.drop(index=["zero-shot"]).round(1).to_string())
 trained = [m for m in METHODS if m in gain.index]
-kept = {m: gain.loc[m, "shifted mean"] / gain.loc[m, "photo"]
-        for m in trained if gain.loc[m, "photo"] > 1.0}
+# paired comparisons with zero-shot (1 template): on photos, and pooled over the shifted
+# domains of this one task (the mean of the per-domain differences, as in the table)
+dom_v = results.load(EXPERIMENT, hashes=[results.config_hash(DOMAIN_CONFIG)], correct=True)
+
+
+def domain_gain(m, domains):
+    return compare.paired_difference(
+        compare.vectors(dom_v, m, tasks=domains, task_column="domain"),
+        compare.vectors(dom_v, "zero-shot", tasks=domains, task_column="domain"),
+        names=(m, "zero-shot"), unit="domain")
+
+
+def share_words(share: float) -> str:
+    """Graded words for the share of the photo gain kept under shift."""
+    return ("little" if share < 0.2 else "some, under half," if share < 0.4 else
+            "about half" if share < 0.6 else "most" if share < 0.9 else "nearly all")
+
+
+kept = {}
+print("\nPaired with zero-shot (1 template), 95% intervals over seeds and test images; the "
+      "shifted value pools the shifted domains:")
 for m in trained:
-    g_photo, g_shift = gain.loc[m, "photo"], gain.loc[m, "shifted mean"]
-    if g_photo < -1.0:
-        verdict = "below zero-shot on photos already, and under shift"
-    elif g_photo <= 1.0:  # one point: about the seed-to-seed spread here
-        verdict = ("within a point of zero-shot on photos, and below it under shift"
-                   if g_shift < -1.0 else "within about a point of zero-shot everywhere")
-    elif g_shift >= 0.5 * g_photo:
-        verdict = "keeps most of the photo gain under shift"
-    elif g_shift >= -1.0:
-        verdict = "keeps little of the photo gain under shift"
+    photo, shifted = domain_gain(m, ["photo"]), domain_gain(m, list(SHIFTED_DOMAINS))
+    head = f"  {m}: photos {photo.interval()}, shifted domains {shifted.interval()}: "
+    if photo.verdict != compare.BETTER:
+        print(head + f"no gain on photos ({photo.verdict}), so no share of it to keep; under "
+              f"shift: {shifted.verdict}.")
+    elif shifted.verdict == compare.WORSE:
+        print(head + "gains on photos but falls below zero-shot under shift.")
+    elif shifted.verdict == compare.NO_DIFFERENCE:
+        print(head + "gains on photos, no detectable gain under shift.")
     else:
-        verdict = "gains on photos but falls below zero-shot under shift"
-    print(f"  {m}: {g_photo:+.1f} on photos, {g_shift:+.1f} on shifted domains on average: "
-          f"{verdict}.")
+        kept[m] = shifted.difference / photo.difference
+        print(head + f"keeps {share_words(kept[m])} of its photo gain under shift "
+              f"({100 * kept[m]:.0f}% of it, a ratio of the two means).")
 if kept:
-    best = max(kept, key=kept.get)
-    print(f"Largest share of the photo gain kept under shift: {best} ({100 * kept[best]:.0f}%).")
+    print("Share of the photo gain kept under shift, among the methods whose photo gain and "
+          "shifted gain are clear of 0 (a ratio of means, no interval): "
+          + ", ".join(f"{m} {100 * k:.0f}%" for m, k in sorted(kept.items(), key=lambda x: -x[1]))
+          + ".")
 print(f"\nNotebook run time: {time.time() - T_START:.0f} s "
       f"({'fast' if FAST_DEV_RUN else 'full'} mode).")
 
@@ -457,6 +531,15 @@ entries = [
 ]
 claims_03 = claims.table(entries, notebook="03")
 claims.show(claims_03)
+# a pooled verdict can rest on one task: name the tasks where the difference is not detectable
+for cid, c, _ in entries:
+    quiet = {t: v for t, v in c.per_task.items() if compare.verdict(*v[1:]) != c.verdict}
+    if c.verdict != compare.NO_DIFFERENCE and quiet:
+        loud = [t for t in c.per_task if t not in quiet]
+        print(f"\n{cid}: the pooled verdict ({c.verdict}) rests on {', '.join(loud)}; "
+              + "; ".join(f"on {t} {c.a} vs {c.b} is {d:+.1f} [{lo:+.1f}, {hi:+.1f}], "
+                          f"{compare.verdict(lo, hi)}" for t, (d, lo, hi) in quiet.items())
+              + ".")
 
 # %% [markdown]
 # ## Where this run wrote

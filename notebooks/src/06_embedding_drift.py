@@ -2,10 +2,10 @@
 # # 06 · Embedding drift across CLIP versions
 #
 # **What you will learn.** What changes in the embedding space when CLIP is updated: the same
-# images and class prompts embedded by `tiny-v1` and by its two updates, laid out side by side
-# in one shared map; drift measured with rotation-invariant numbers (linear CKA, orthogonal
-# Procrustes residual, k-NN overlap) per class and per domain; and whether the classes that
-# drift most are the ones where prompts trained on v1 stop working on the update.
+# images and class prompts embedded by `tiny-v1` and by its two updates, the images laid out
+# side by side in one shared map; drift measured with rotation-invariant numbers (linear CKA,
+# orthogonal Procrustes residual, k-NN overlap) per class and per domain; and whether the
+# classes that drift most are the ones where prompts trained on v1 stop working on the update.
 #
 # **Run time.** UMAP compiles with numba on first use, which dominates a first run; the
 # `benchmarks/` folder breaks the rest down. Writes `figures/06_*.png` and `results/06_embedding_drift/`.
@@ -101,6 +101,9 @@ for upd in UPDATES:
 results.record("06_embedding_drift", {"experiment": "drift", "classes": classes,
                                       "domains": DOMAINS, "k": K}, rows)
 drift = pd.DataFrame(rows)
+print(f"images: the test images of {len(classes)} of the {len(full.classnames)} classes "
+      f"(every 13th) in {' and '.join(DOMAINS)}, {int(is_img.sum())} in all; k-NN overlap "
+      f"with k = {K} among these images only")
 drift[drift.method == "drift"].pivot_table(index="eval_model", columns="metric",
                                            values="value").round(3)
 
@@ -122,6 +125,9 @@ all_prompts = {name: methods.base.zero_shot_weights(clip, full.classnames, (full
                .cpu() for name, clip in zoo.items()}
 tok = zoo[OLD].tokenizer
 ids = sorted({int(t) for c in full.classnames for t in tok([c])[0] if 0 < int(t) < 49406})
+# not the same set as notebook 00's "mean cosine to v1", which takes the first BPE token of
+# each class word of all five tasks
+TOKEN_COS = f"token-embedding cosine to v1 (all {len(ids)} BPE tokens of {TASK}' class names)"
 side_rows = []
 for upd in UPDATES:
     x, y = emb[OLD][is_img], emb[upd][is_img]
@@ -133,7 +139,7 @@ for upd in UPDATES:
         "image k-NN overlap": analysis.knn_overlap(x, y, K),
         "prompt CKA": analysis.linear_cka(all_prompts[OLD], all_prompts[upd]),
         "prompt k-NN overlap": analysis.knn_overlap(all_prompts[OLD], all_prompts[upd], K),
-        "class-token cosine to v1": float(torch.nn.functional.cosine_similarity(
+        TOKEN_COS: float(torch.nn.functional.cosine_similarity(
             e_old, e_new, dim=-1).mean())})
 sides = pd.DataFrame(side_rows).set_index("update")
 display(sides.round(3))
@@ -143,9 +149,11 @@ for side in ("image", "prompt"):
     print(f"{side} side: {more} drifts more from {OLD} "
           f"(CKA {sides.loc[a, side + ' CKA']:.3f} for {a} vs {sides.loc[b, side + ' CKA']:.3f} "
           f"for {b}; lower = more drift)")
-print(f"class-name token embeddings: cosine to {OLD} of {sides.loc[a, 'class-token cosine to v1']:.3f}"
-      f" ({a}, which started from them) vs {sides.loc[b, 'class-token cosine to v1']:.3f} ({b}, "
-      "which shares nothing but the tokenizer)")
+print(f"images: the {int(is_img.sum())} subset images above; prompts: one prompt per class "
+      f"for all {len(full.classnames)} classes of {TASK}")
+print(f"class-name token embeddings (every BPE token of {TASK}' class names): cosine to {OLD} "
+      f"of {sides.loc[a, TOKEN_COS]:.3f} ({a}, which started from them) vs "
+      f"{sides.loc[b, TOKEN_COS]:.3f} ({b}, which shares nothing but the tokenizer)")
 closer = max(UPDATES, key=lambda u: sides.loc[u, "prompt CKA"])
 print(f"The totals above mix both sides. Its text side stayed closer to {OLD}'s in {closer}: "
       "that is the side a learned prompt was tuned against; whether v1's prompts survive "
@@ -159,17 +167,24 @@ print(f"The totals above mix both sides. Its text side stayed closer to {OLD}'s 
 # no scaling, nothing else), then ONE UMAP is fitted to all three versions' points together
 # (`analysis.shared_layout`). A point that did not move lands where its v1 copy is; a point
 # whose neighbourhood changed lands elsewhere. One panel per version on the same axes; colour
-# = class, marker = domain, stars = class prompts; v1's points are drawn in light grey under
-# each update. (Aligned UMAP, which pulls the panels towards each other, hid this drift.) A
-# fixed `random_state` makes the layout reproducible.
+# = class, marker = domain; v1's points are drawn in light grey under each update. (Aligned
+# UMAP, which pulls the panels towards each other, hid this drift, so this map does not use
+# it.) A fixed `random_state` makes the layout reproducible.
+#
+# The class prompts are left out of this map: CLIP's text features lie in a region of the
+# shared space apart from every image (the modality gap), so a UMAP fitted to both draws all
+# prompts in one clump away from the images and says nothing about them. The per-class figure
+# below follows each prompt in a linear map instead.
 
 # %%
-layouts = analysis.shared_layout([emb[v].numpy() for v in VERSIONS], n_neighbors=N_NEIGHBORS,
-                                 random_state=UMAP_SEED, n_epochs=60 if FAST_DEV_RUN else None)
-long = pd.concat([meta.assign(x=lay[:, 0], y=lay[:, 1], version=v)
+img_meta = meta[is_img].reset_index(drop=True)  # images only: see the text above
+layouts = analysis.shared_layout([emb[v][is_img].numpy() for v in VERSIONS],
+                                 n_neighbors=N_NEIGHBORS, random_state=UMAP_SEED,
+                                 n_epochs=60 if FAST_DEV_RUN else None)
+long = pd.concat([img_meta.assign(x=lay[:, 0], y=lay[:, 1], version=v)
                   for v, lay in zip(VERSIONS, layouts)], ignore_index=True)
 palette = dict(zip(classes, sns.color_palette("husl", len(classes))))
-shapes = dict(zip(DOMAINS, "o^sD")) | {"text": "*"}
+shapes = dict(zip(DOMAINS, "o^sD"))
 fig, axes = plt.subplots(1, len(VERSIONS), figsize=(4.0 * len(VERSIONS), 4.2), sharex=True,
                          sharey=True)
 for ax, v in zip(axes, VERSIONS):
@@ -177,24 +192,21 @@ for ax, v in zip(axes, VERSIONS):
         ax.scatter(layouts[0][:, 0], layouts[0][:, 1], s=6, color="0.85", lw=0, zorder=1)
     sub = long[long.version == v]
     for domain, part in sub.groupby("domain", sort=False):
-        prompt = domain == "text"  # the class prompts: few, so drawn large on top
         ax.scatter(part.x, part.y, c=[palette[c] for c in part["class"]], marker=shapes[domain],
-                   s=90 if prompt else 8, edgecolor="k" if prompt else "none",
-                   linewidth=0.6, alpha=1.0 if prompt else 0.6, zorder=3 if prompt else 2)
+                   s=8, edgecolor="none", alpha=0.6, zorder=2)
     ax.set_title(v)
     ax.set_xticks([])
     ax.set_yticks([])
 handles = [plt.Line2D([], [], ls="", marker="o", color=palette[c], label=c) for c in classes]
-handles += [plt.Line2D([], [], ls="", marker=shapes[d], color="0.4", mec="k" if d == "text"
-                       else "none", ms=9 if d == "text" else 5,
-                       label="class prompt" if d == "text" else f"{d} image")
-            for d in (*DOMAINS, "text")]
+handles += [plt.Line2D([], [], ls="", marker=shapes[d], color="0.4", mec="none", ms=5,
+                       label=f"{d} image") for d in DOMAINS]
 handles.append(plt.Line2D([], [], ls="", marker="o", color="0.85", label=f"{OLD} (under updates)"))
 fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
            ncol=2 if len(handles) > 12 else 1, frameon=False)
-fig.suptitle(f"one UMAP of all three versions, each rotated onto {OLD} (Procrustes)", y=1.0)
+fig.suptitle(f"one UMAP of the images in all three versions, each rotated onto {OLD} "
+             "(Procrustes)", y=1.0)
 fig.tight_layout()
-plots.save(fig, "06_aligned_umap")
+plots.save(fig, "06_umap_drift")
 plt.show()
 
 # %% [markdown]
@@ -250,7 +262,7 @@ plt.show()
 def highlight(selection):
     fig, axes = plt.subplots(1, len(VERSIONS), figsize=(3.2 * len(VERSIONS), 3), sharex=True,
                              sharey=True)
-    chosen = (meta["class"] == selection) | (meta["domain"] == selection)
+    chosen = ((img_meta["class"] == selection) | (img_meta["domain"] == selection)).to_numpy()
     for ax, v, lay in zip(axes, VERSIONS, layouts):
         ax.scatter(lay[:, 0], lay[:, 1], s=4, c="lightgrey")
         ax.scatter(lay[chosen, 0], lay[chosen, 1], s=12, c="crimson")
@@ -320,19 +332,22 @@ for ax, upd in zip(axes[0], UPDATES):
                 seed=0)  # the band is a bootstrap: seeded, so the figure is the same each run
     ax.lines[-1].set_label("least-squares fit (band: 95% CI)")
     ax.axhline(0, color="0.5", lw=0.8, ls=":", label="no gain over zero-shot")
-    ax.set_title(f"{upd}: Spearman r = {corr[upd].statistic:+.2f} ({len(d)} classes, gain "
-                 f"averaged over {len(SEEDS)} seed(s))",
-                 fontsize=10)
+    ax.set_title(f"{upd}: Spearman r = {corr[upd].statistic:+.2f}", fontsize=10)
     ax.set_xlabel("")
     ax.set_ylabel("")
     # name only the classes that gained or lost most: every name would pile up
     ends = pd.concat([d.nsmallest(3, "gain"), d.nlargest(2, "gain")])
     plots.label_points(ax, ends.knn_overlap, ends.gain, ends["class"], fontsize=7)
 axes[0][0].set_ylabel("compatibility gain (points)")
-axes[0][0].legend(fontsize=7, loc="lower left")
+n_classes = pc.groupby("version").size().max()
+fig.suptitle(f"v1's CoOp on each update: per-class gain against drift ({n_classes} classes, "
+             f"photo test images; gain averaged over {len(SEEDS)} seed(s))", fontsize=10)
 fig.supxlabel("per-class k-NN overlap of the images, v1 vs the update (higher = less drift)",
               fontsize=10, y=0.02)
 fig.tight_layout()
+# one legend under both panels, where it hides no point
+fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=8, ncol=3, frameon=False,
+           loc="upper center", bbox_to_anchor=(0.5, 0.0))
 plots.save(fig, "06_drift_vs_gain")
 plt.show()
 
@@ -341,9 +356,18 @@ kept = {}  # each update's mean per-class gain: where v1's prompts lose least
 for u, r in corr.items():
     kept[u] = pc[pc.version == u].gain.mean()
     mean_overlap = pc[pc.version == u].knn_overlap.mean()
-    print(f"{u}: mean k-NN overlap {mean_overlap:.2f}, mean CoOp compatibility gain "
+    print(f"{u}: mean per-class k-NN overlap {mean_overlap:.2f} (all {pc[pc.version == u].shape[0]} "
+          f"classes, photo test images, k = {K} among them), mean CoOp compatibility gain "
           f"{kept[u]:+.1f} points, Spearman r(overlap, gain) = {r.statistic:+.2f} "
           f"(p = {r.pvalue:.2g}, {len(pc[pc.version == u])} classes)")
+subset_knn = drift[(drift.method == "drift") & (drift.metric == "knn_overlap")].set_index(
+    "eval_model").value
+all_knn = pc.groupby("version").knn_overlap.mean()
+if len(UPDATES) > 1 and max(UPDATES, key=subset_knn.get) != max(UPDATES, key=all_knn.get):
+    print(f"On the {len(classes)}-class {' and '.join(DOMAINS)} subset of the drift table, "
+          f"{max(UPDATES, key=subset_knn.get)} keeps more of v1's neighbours; on all the classes' "
+          f"photos {max(UPDATES, key=all_knn.get)} does. A k-NN overlap depends on which images "
+          "can be neighbours, so each ordering holds for its own set of images only.")
 if len(kept) > 1:
     best_kept = max(kept, key=kept.get)
     print(f"v1's prompts lose least on {best_kept}; the text side stayed closest to {OLD}'s in "
@@ -353,8 +377,8 @@ if len(kept) > 1:
              "update's text features stay does not, alone, tell how well a prompt survives"))
 
 # %% [markdown]
-# **Reading.** The continued update shares v1's text tower but has a new vision tower, the
-# retrained one shares nothing; the drift numbers above say how differently each one arranges
+# **Reading.** The continued update's text tower starts from v1's and is trained further, with
+# a new vision tower; the retrained one shares nothing; the drift numbers above say how differently each one arranges
 # the same images. The per-class correlation is printed with its p-value: a weak or
 # non-significant correlation means that, in this world, how far a class's images move
 # between versions says little about whether v1's prompts still work for it. The printed
