@@ -259,7 +259,9 @@ def compare_methods(df, a: str, b: str, metric: str = "accuracy", tasks=None, a_
     common = sorted(set(va) & set(vb))
     if tasks is None:  # pool only over the tasks both ran
         va, vb = {t: va[t] for t in common}, {t: vb[t] for t in common}
-    return paired_difference(va, vb, metric, names=(a, b), n_boot=n_boot, seed=seed)
+    # pooled keys are named by their column: "task" for datasets, "domain" for domains
+    unit = "task" if task_column == "dataset" else task_column
+    return paired_difference(va, vb, metric, names=(a, b), n_boot=n_boot, seed=seed, unit=unit)
 
 
 def table(comparisons) -> "pandas.DataFrame":

@@ -120,7 +120,7 @@ def test_vectors_round_trip_through_the_results_store(tmp_path):
     got = compare.vectors(df, "coop", ("base", "new"))
     assert np.array_equal(got["shapes"][2][1], truth["coop", 2, "new"])
     c = compare.compare_methods(df, "coop", "zero-shot", metric="hm", eval_model="v1")
-    assert c.n_seeds == 3 and c.a == "coop"
+    assert c.n_seeds == 3 and c.a == "coop" and c.unit == "task"
     with pytest.raises(ValueError, match="correct=True"):
         compare.vectors(results.load("exp", root=tmp_path), "coop")
     with pytest.raises(ValueError, match="no stored rows"):
@@ -160,3 +160,16 @@ def test_each_pooled_task_keeps_its_own_difference_and_the_split_is_flagged():
     same = compare.paired_difference({"t1": hi, "t2": hi}, {"t1": lo, "t2": lo})
     assert same.verdict == "better" and not same.split()
     assert compare.paired_difference(hi, lo).per_task == {}
+
+
+def test_pooling_over_domains_names_the_unit(tmp_path):
+    rng = np.random.default_rng(9)
+    rows = [{"method": m, "dataset": "textures", "domain": d, "seed": seed, "split": "test",
+             "metric": "top1", "value": 0.0, "correct": rng.random(40) < p}
+            for m, p in (("ft", 0.7), ("zero-shot", 0.4)) for d in ("sketch", "cartoon")
+            for seed in (1, 2)]
+    results.record("exp", {"run": 2}, rows, root=tmp_path)
+    df = results.load("exp", root=tmp_path, correct=True)
+    c = compare.compare_methods(df, "ft", "zero-shot", task_column="domain",
+                                tasks=("sketch", "cartoon"), dataset="textures")
+    assert c.unit == "domain" and set(c.per_task) == {"sketch", "cartoon"}

@@ -198,8 +198,8 @@ print(f"most errors are '{errors.idxmax()}' ({errors.max():.1f}% of all test ima
       if errors.max() > 0 else "no errors")
 never = [k for k in errors.index if not (kinds == k).any()]
 if never:
-    print(f"never on these test images: {', '.join(never)}"
-          + (": every mistake involves the shape" if "colour wrong" in never else ""))
+    print(", ".join(f"'{k}'" for k in never) + " never occurs on these test images"
+          + ("; every mistake involves the shape" if "colour wrong" in never else ""))
 shares.rename("% of test images").to_frame()
 
 # %% [markdown]

@@ -314,12 +314,14 @@ for task in TASKS:
 contcoop_diag = pd.DataFrame(diag_rows)
 if residual_form and METHOD_CFGS["contcoop"].get("kv", "class") == "class":  # mass 1 by design
     contcoop_diag = contcoop_diag.drop(columns="class_mass")
+# a single key leaves the attention nothing to choose: its entropy is not applicable (NaN)
+contcoop_diag.loc[contcoop_diag["keys"] <= 1, ["entropy", "entropy_normalised"]] = float("nan")
 diag_means = contcoop_diag.groupby("task")[["attention_share", "entropy_normalised", "keys",
                                             "gamma", "embedding_move", "prompt_move"]].mean()
 for task, r in diag_means.iterrows():
     ratio = r["prompt_move"] / max(r["embedding_move"], 1e-12)
     # one key per class (a one-token name): the attention has nothing to choose between
-    entropy = (f"{r['entropy_normalised']:.2f}" if r["keys"] > 1 else
+    entropy = (f"{r['entropy_normalised']:.2f}" if r["keys"] > 1 and r["keys"] == r["keys"] else
                "n/a (one key per class: each class name is a single token)")
     print(f"{task}: {100 * r['attention_share']:.1f} per cent of the prompt comes through the "
           f"attention path; normalised attention entropy {entropy}; "
@@ -583,9 +585,10 @@ for cid, c, _ in entries:
     alone = {k: compare.verdict(lo, hi) for k, (_, lo, hi) in c.per_task.items()}
     differ = {k: v for k, v in alone.items() if v != c.verdict}
     if differ:
-        print(f"{c.a} vs {c.b} ({c.metric}): pooled {c.interval()} {c.verdict}, but on its own "
-              + "; ".join(f"{c.unit} {k} {c.per_task[k][0]:+.1f} [{c.per_task[k][1]:+.1f}, "
-                          f"{c.per_task[k][2]:+.1f}] {v}" for k, v in differ.items()))
+        print(f"{c.a} vs {c.b} ({c.metric}): pooled {c.interval()} {c.verdict}, but taken "
+              "alone, " + "; ".join(f"{c.unit} {k} {c.per_task[k][0]:+.1f} "
+                                    f"[{c.per_task[k][1]:+.1f}, {c.per_task[k][2]:+.1f}] is {v}"
+                                    for k, v in differ.items()))
 print(f"notebook run time {time.time() - T0:.0f} s")
 
 # %% [markdown]

@@ -272,6 +272,8 @@ def points(x: float) -> str:
 
 # per-image vectors of every run, for the paired comparisons
 fs_v = results.load(EXPERIMENT, hashes=[results.config_hash(RUN_CONFIG)], correct=True)
+# one comparison over the tasks, read per task below: the same interval as the claims table's
+tipf_vs_tip = compare.compare_methods(fs_v, "tip-adapter-f", "tip-adapter", shots=max(SHOTS))
 for task in TASKS:
     lo, hi = min(SHOTS), max(SHOTS)
     zs1 = zero_shot[(task, "zero-shot")]
@@ -285,11 +287,12 @@ for task in TASKS:
     print(f"  training-free Tip-Adapter at {lo} shot(s): {tip[0]:.1f} ± {tip[1]:.1f}% "
           f"({points(tip[0] - zs1)} points over zero-shot with the same template).")
     tip_hi = mean_at(task, "tip-adapter", hi)
-    keys = compare.compare_methods(fs_v, "tip-adapter-f", "tip-adapter", tasks=[task], shots=hi)
+    d, low, high = tipf_vs_tip.per_task.get(task, (tipf_vs_tip.difference, tipf_vs_tip.low,
+                                                     tipf_vs_tip.high))
     print(f"  at {hi} shots Tip-Adapter-F {tipf[0]:.1f}% vs Tip-Adapter {tip_hi[0]:.1f}% "
-          f"({keys.interval()} points, paired 95% interval): training the keys "
+          f"({d:+.1f} [{low:+.1f}, {high:+.1f}] points, paired 95% interval): training the keys "
           + {compare.BETTER: "helps.", compare.WORSE: "hurts."}.get(
-              keys.verdict, "makes no detectable difference."))
+              compare.verdict(low, high), "makes no detectable difference."))
     lpz = mean_at(task, "linear-probe", lo)
     print(f"  classic linear probe at {lo} shot(s): {lpz[0]:.1f}%; "
           f"the classic probe is {'below' if lpz[0] < zs1 else 'not below'} zero-shot.")

@@ -102,7 +102,7 @@ results.record("06_embedding_drift", {"experiment": "drift", "classes": classes,
                                       "domains": DOMAINS, "k": K}, rows)
 drift = pd.DataFrame(rows)
 print(f"images: the test images of {len(classes)} of the {len(full.classnames)} classes "
-      f"(every 13th) in {' and '.join(DOMAINS)}, {int(is_img.sum())} in all; k-NN overlap "
+      f"(classes 13 i mod {len(full.classnames)}, i = 0, 1, ...) in {' and '.join(DOMAINS)}, {int(is_img.sum())} in all; k-NN overlap "
       f"with k = {K} among these images only")
 drift[drift.method == "drift"].pivot_table(index="eval_model", columns="metric",
                                            values="value").round(3)
@@ -155,7 +155,7 @@ print(f"class-name token embeddings (every BPE token of {TASK}' class names): co
       f"of {sides.loc[a, TOKEN_COS]:.3f} ({a}, which started from them) vs "
       f"{sides.loc[b, TOKEN_COS]:.3f} ({b}, which shares nothing but the tokenizer)")
 closer = max(UPDATES, key=lambda u: sides.loc[u, "prompt CKA"])
-print(f"The totals above mix both sides. Its text side stayed closer to {OLD}'s in {closer}: "
+print(f"The totals above are the image side alone. The text side stayed closer to {OLD}'s in {closer}: "
       "that is the side a learned prompt was tuned against; whether v1's prompts survive "
       "better there is measured below, class by class, and in notebook 07.")
 
