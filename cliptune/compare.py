@@ -68,10 +68,18 @@ class Comparison:
     per_task: dict = dataclasses.field(default_factory=dict)
     unit: str = "task"  # what the pooled entries are (e.g. "domain"), for printed sentences
 
+    def own_verdicts(self) -> dict:
+        """Each pooled task's verdict from its own interval: {task: verdict}."""
+        return {t: verdict(lo, hi) for t, (_, lo, hi) in self.per_task.items()}
+
+    def differing(self) -> dict:
+        """The pooled tasks whose own verdict is not the pooled one: {task: verdict}."""
+        return {t: v for t, v in self.own_verdicts().items() if v != self.verdict}
+
     def split(self) -> bool:
         """True when the pooled tasks disagree: one task's own interval says better and
         another's worse, or one says the opposite of the pooled verdict."""
-        own = {verdict(lo, hi) for _, lo, hi in self.per_task.values()}
+        own = set(self.own_verdicts().values())
         opposite = {BETTER: WORSE, WORSE: BETTER}.get(self.verdict)
         return {BETTER, WORSE} <= own or opposite in own
 

@@ -97,7 +97,8 @@ def summarise(history: dict, tail: float = TAIL, threshold: float = THRESHOLD,
         if not converged and not note:
             note = "still falling" if rel < 0 else "rising"
         return {**out, "final_loss": final, "rel_change": float(rel), "tail_share": share,
-                "converged": bool(converged), "note": note, "measure": "objective"}
+                "tail_change": -float(tail_drop), "converged": bool(converged), "note": note,
+                "measure": "objective"}
     if len(window) < MIN_TAIL:
         return {**out, "note": f"tail of {len(window)} steps: too short to tell (needs "
                                f"{MIN_TAIL}, i.e. about {int(np.ceil(MIN_TAIL / tail))} steps)"}
@@ -120,8 +121,10 @@ def table(histories: dict, tail: float = TAIL, threshold: float = THRESHOLD,
         key = key if isinstance(key, tuple) else (key,)
         rows.append({"run": " / ".join(str(k) for k in key),
                      **summarise(hist, tail, threshold, by)})
+    # tail_change: the objective's change over the tail in nats (NaN for batch losses), for a
+    # final loss near 0, where the relative change is huge for a negligible move
     df = pd.DataFrame(rows, columns=["run", "steps", "final_loss", "rel_change", "tail_share",
-                                     "converged", "measure", "note"])
+                                     "tail_change", "converged", "measure", "note"])
     paper = [bool((h or {}).get("paper_recipe")) for h in histories.values()]
     df["schedule"] = ["paper recipe" if p else "own" for p in paper]
     df["ok"] = df.converged.astype(bool) | pd.Series(paper, index=df.index, dtype=bool)
@@ -161,9 +164,10 @@ def report(histories: dict, title: str = "convergence", tail: float = TAIL,
     import pandas as pd
     df = table(histories, tail, threshold, by)
     with pd.option_context("display.max_rows", 200, "display.width", 120):
-        shown = df.assign(final_loss=df.final_loss.round(4),
-                          rel_change=(100 * df.rel_change).round(2),
-                          tail_share=(100 * df.tail_share).round(1))
+        shown = df.drop(columns="tail_change")  # the printed change is relative, as labelled
+        shown = shown.assign(final_loss=df.final_loss.round(4),
+                             rel_change=(100 * df.rel_change).round(2),
+                             tail_share=(100 * df.tail_share).round(1))
         shown = shown.rename(columns={"rel_change": "change over tail (% of loss)",
                                       "tail_share": "tail's share of the fall (%)"})
         print(f"{title}: with the full-set objective (measure 'objective'), final loss = its "

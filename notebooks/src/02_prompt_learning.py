@@ -582,8 +582,7 @@ claims_02 = claims.table(entries, notebook="02")
 claims.show(claims_02)
 # a pooled verdict can hide a task (or domain) that says otherwise on its own: name each one
 for cid, c, _ in entries:
-    alone = {k: compare.verdict(lo, hi) for k, (_, lo, hi) in c.per_task.items()}
-    differ = {k: v for k, v in alone.items() if v != c.verdict}
+    differ = c.differing()
     if differ:
         print(f"{c.a} vs {c.b} ({c.metric}): pooled {c.interval()} {c.verdict}, but taken "
               "alone, " + "; ".join(f"{c.unit} {k} {c.per_task[k][0]:+.1f} "

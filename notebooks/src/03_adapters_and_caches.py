@@ -536,12 +536,13 @@ claims_03 = claims.table(entries, notebook="03")
 claims.show(claims_03)
 # a pooled verdict can rest on one task: name the tasks where the difference is not detectable
 for cid, c, _ in entries:
-    quiet = {t: v for t, v in c.per_task.items() if compare.verdict(*v[1:]) != c.verdict}
+    quiet = c.differing()
     if c.verdict != compare.NO_DIFFERENCE and quiet:
         loud = [t for t in c.per_task if t not in quiet]
         print(f"\n{cid}: the pooled verdict ({c.verdict}) rests on {', '.join(loud)}; "
-              + "; ".join(f"on {t} {c.a} vs {c.b} is {d:+.1f} [{lo:+.1f}, {hi:+.1f}], "
-                          f"{compare.verdict(lo, hi)}" for t, (d, lo, hi) in quiet.items())
+              + "; ".join(f"on {t} {c.a} vs {c.b} is {c.per_task[t][0]:+.1f} "
+                          f"[{c.per_task[t][1]:+.1f}, {c.per_task[t][2]:+.1f}], {v}"
+                          for t, v in quiet.items())
               + ".")
 
 # %% [markdown]

@@ -297,10 +297,9 @@ print(f"robust fine-tuning: final loss = the full-set objective at the end; chan
       f"Converged = a change within {convergence.THRESHOLD:.0%} of the final loss or under "
       f"{convergence.ABS_TOL} nats, and the tail's share of the whole fall <= "
       f"{convergence.TAIL_SHARE:.0%}")
-tail_nats = [float(h["objective"][-1] - h["objective"][-2]) if len(h.get("objective") or []) >= 2
-             else float("nan") for h in histories.values()]
 print(ft_convergence.assign(**{"final_loss": ft_convergence.final_loss.map("{:.2e}".format),
-                               "change over tail (nats)": [f"{v:+.1e}" for v in tail_nats],
+                               "change over tail (nats)":
+                                   ft_convergence.tail_change.map("{:+.1e}".format),
                                "tail's share of the fall (%)":
                                    (100 * ft_convergence.tail_share).round(1)})
       [["run", "steps", "final_loss", "change over tail (nats)", "tail's share of the fall (%)",
