@@ -21,7 +21,12 @@ with the training loss of every step; this module summarises it:
   (5) steps. A run of fewer than 50 steps has too short a tail to tell and is flagged. With
   the full-set objective, a fall over the tail below ``ABS_TOL`` (0.005 nats) counts as a
   plateau too, since a loss near 0 makes any relative change large (the tail-share rule still
-  applies).
+  applies);
+- ``note``: why a run is flagged, or, for a converged run whose full-set objective ROSE over
+  the tail (by more than float rounding, ``RISE_FLOOR``, and less than the threshold),
+  "rising slightly": counted as converged, but a rise is not a plateau reached from above (a
+  learning rate that ends too high, or a regulariser pulling against the loss), so ``report``
+  names such runs. Batch losses get no such note: their fitted slope moves with batch noise.
 
 A run that follows its paper's published recipe unchanged (``train.paper_config``; the history
 then holds ``paper_recipe``) needs no plateau: the issue's rule is "the paper's recipe, or a
@@ -46,6 +51,9 @@ TAIL_SHARE = 0.05  # the tail's share of a run's whole fall in the objective, at
 # final loss near 0 (a fine-tuned head that fits its 240 training images) every fall is a large
 # share, yet a fall of 0.005 nats moves the mean log-probability of the right class by 0.5%
 ABS_TOL = 0.005
+# a rise of the full-set objective below this many nats is float rounding, not a rise
+RISE_FLOOR = 1e-6
+RISING = "rising slightly"  # the note of a converged run whose objective rose
 
 
 def tail_start(lrs, tail: float = TAIL) -> int:
@@ -96,6 +104,8 @@ def summarise(history: dict, tail: float = TAIL, threshold: float = THRESHOLD,
                 converged, note = False, "still falling (slow steps)"
         if not converged and not note:
             note = "still falling" if rel < 0 else "rising"
+        elif converged and -tail_drop > RISE_FLOOR:
+            note = RISING  # within the threshold, yet the objective went up over the tail
         return {**out, "final_loss": final, "rel_change": float(rel), "tail_share": share,
                 "tail_change": -float(tail_drop), "converged": bool(converged), "note": note,
                 "measure": "objective"}
@@ -158,7 +168,8 @@ def summary_of(df, *names: str, what: str = "runs of") -> str:
 
 def report(histories: dict, title: str = "convergence", tail: float = TAIL,
            threshold: float = THRESHOLD, by: str = "steps"):
-    """Print the convergence table and a line naming every unconverged run; return the table.
+    """Print the convergence table, a line naming every unconverged run and one naming every
+    converged run whose objective rose slightly (``verdicts``); return the table.
 
     A comparison that includes a flagged run compares training budgets, not methods."""
     import pandas as pd
@@ -177,16 +188,63 @@ def report(histories: dict, title: str = "convergence", tail: float = TAIL,
               f"<= {threshold:.0%} (or, for the objective, a fall under {ABS_TOL} nats) and "
               f"the tail's share of the whole fall <= {TAIL_SHARE:.0%}")
         print(shown.to_string(index=False))
-    bad = df[~df.ok]
-    falling = df[df.ok & ~df.converged.astype(bool)]
-    if len(falling):
-        print(f"{len(falling)} of {len(df)} runs follow their paper's recipe and have not "
-              "reached a plateau (their training loss still moves): valid by the recipe, not "
-              "by a plateau")
-    if len(bad):
-        print(f"UNCONVERGED: {len(bad)} of {len(df)} runs ({', '.join(bad.run.head(8))}"
-              f"{', ...' if len(bad) > 8 else ''}): comparisons that include them compare "
-              "training budgets, not methods")
-    elif not len(falling):
-        print(f"all {len(df)} runs converged")
+    for line in verdicts(df, threshold):
+        print(line)
     return df
+
+
+def _names(runs, most: int = 8) -> str:
+    runs = list(runs)
+    return ", ".join(runs[:most]) + (", ..." if len(runs) > most else "")
+
+
+def verdicts(df, threshold: float = THRESHOLD) -> list:
+    """The lines ``report`` prints under its table, from a convergence table: the runs valid by
+    their paper's recipe only, the converged runs whose objective rose slightly, and the
+    unconverged runs (or that all converged)."""
+    bad = df[~df.ok.astype(bool)]
+    falling = df[df.ok.astype(bool) & ~df.converged.astype(bool)]
+    rising = df[df.converged.astype(bool) & (df.note == RISING)]
+    lines = []
+    if len(falling):
+        lines.append(f"{len(falling)} of {len(df)} runs follow their paper's recipe and have not "
+                     "reached a plateau (their training loss still moves): valid by the recipe, "
+                     "not by a plateau")
+    if len(rising):
+        lines.append(f"{RISING}: {len(rising)} of {len(df)} runs ({_names(rising.run)}): their "
+                     f"objective rose over the tail, by no more than {threshold:.0%} of the final "
+                     f"loss (or {ABS_TOL} nats); counted as converged")
+    if len(bad):
+        lines.append(f"UNCONVERGED: {len(bad)} of {len(df)} runs ({_names(bad.run)}): "
+                     "comparisons that include them compare training budgets, not methods")
+    elif not len(falling):
+        lines.append(f"all {len(df)} runs converged")
+    return lines
+
+
+def caveat(df, what: str = "this comparison") -> str:
+    """A sentence to print beside a comparison whose runs (rows of a convergence table, e.g.
+    ``runs_of``) include an unconverged one, naming those runs; "" when none does."""
+    bad = df[~df.ok.astype(bool)]
+    if not len(bad):
+        return ""
+    return (f"UNCONVERGED runs behind {what}: {len(bad)} of {len(df)} ({_names(bad.run)}): it "
+            "compares training budgets, not methods")
+
+
+def for_comparisons(df, pairs, what: str = "runs of"):
+    """For comparisons given as (a, b) pairs of run-name components: ``summary`` of each
+    comparison's runs, a column for the table that reports them, and the ``caveat`` of each
+    whose runs include an unconverged one, lines to print beside that table. A row of one name
+    (``b`` None or equal to ``a``: a default beside its variants) gets its summary but no
+    caveat, since it compares nothing; its runs are flagged in the rows that compare with it.
+    Returns (summaries, caveats)."""
+    summaries, caveats = [], []
+    for a, b in pairs:
+        names = tuple(dict.fromkeys(str(n) for n in (a, b) if n is not None))
+        rows = runs_of(df, *names)
+        summaries.append(summary(rows, f"{what} {' and '.join(names)}"))
+        text = caveat(rows, " vs ".join(names)) if len(names) > 1 else ""
+        if text:
+            caveats.append(text)
+    return summaries, caveats

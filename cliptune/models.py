@@ -71,6 +71,8 @@ V2_MIX = (("photo", 0.62), ("sketch", 0.14), ("cartoon", 0.12), ("painting", 0.0
 SSL_WEIGHT = 0.3
 ZOO: dict[str, Recipe] = {
     "tiny-v1": Recipe("tiny-v1", ssl_weight=SSL_WEIGHT),
+    # The updates' wider domain mix stays: the same recipes with v1's mix (trials N22c, N22r,
+    # N22v, notebook 00) widened the domain gaps but missed other marks instead.
     # continued update: v1's text tower, a new vision tower, more data, a wider domain mix
     "tiny-v2-continued": Recipe("tiny-v2-continued", seed=2, corpus="pretrain-v2",
                                 corpus_size=200_000, domain_mix=V2_MIX, steps=4000,

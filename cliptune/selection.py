@@ -150,7 +150,9 @@ def select(method: str, variants: dict, train_set, val_set, source: str = SOURCE
     Returns (table, chosen label): a pandas DataFrame with one row per variant, its config,
     the accuracy of every column averaged over ``seeds``, the score of ``rule``, the paired
     difference from the default over the rule's columns with its 95% interval and verdict,
-    and which variant was chosen.
+    and which variant was chosen. ``table.attrs["histories"]`` holds the training history of
+    every run, {(variant, seed): history}, for ``convergence.report``: the selection's
+    comparisons are only as good as its runs' convergence.
     """
     import pandas as pd
     check_models(source, update)
@@ -165,10 +167,12 @@ def select(method: str, variants: dict, train_set, val_set, source: str = SOURCE
         check_validation_set(ds, train_set)
     clip_src, clip_upd = load(source), load(update)
     rows, hits = [], []  # hits[i]: {column: {seed: per-image correctness}}
+    histories = {}  # (variant, seed) -> the run's training history
     for label, cfg in variants.items():
         measured: dict[str, dict] = {}
         for seed in seeds:
-            m, _ = protocols.train_method(method, clip_src, train_set, seed, train_cfg, **cfg)
+            m, histories[label, seed] = protocols.train_method(method, clip_src, train_set, seed,
+                                                               train_cfg, **cfg)
             if hasattr(m, "use_training_images"):  # caches that rebuild need their images
                 m.use_training_images(train_set)
             sets = [(f"{source} val", clip_src, val_set)]
@@ -199,7 +203,8 @@ def select(method: str, variants: dict, train_set, val_set, source: str = SOURCE
     table.attrs.update({"method": method, "rule": rule, "adopt": adopt, "train": train_set.name,
                         "validation": val_set.name, "seeds": tuple(seeds),
                         "images": {k: len(ds) for k, ds in
-                                   [("val", val_set), *(extra_val or {}).items()]}})
+                                   [("val", val_set), *(extra_val or {}).items()]},
+                        "histories": histories})
     _record(method, rows[best]["variant"], table)
     return table, rows[best]["variant"]
 

@@ -572,6 +572,13 @@ CHOICES = (
             "of memorising"},
     {"choice": "test splits of at least 3000 images per task and domain",
      "why": "resolve a 2-point difference between two methods"},
+    {"choice": "the updates draw their corpora with a wider domain mix than tiny-v1's (more "
+               "sketches, cartoons and paintings)",
+     "why": "newer CLIPs see more varied data. The same recipes with tiny-v1's mix (trials "
+            "N22c, N22r, N22v) missed more marks on the main tasks, not fewer: the continued "
+            "update read photos so well that its zero-shot left the range and sat closer to "
+            "its frozen features than the ceiling mark allows, base ~ new failed on shapes, and "
+            "some domain gaps stayed narrow (notebook 00 prints each round's missed marks)"},
     {"choice": "a third update (tiny-v2-validation) for choosing designs only",
      "why": "the reported updates are touched once, for the result"},
 )

@@ -136,3 +136,64 @@ def test_summary_of_names_the_compared_methods_and_counts_only_their_runs():
     assert convergence.summary_of(df, "ARF", what="base-to-new runs of").startswith(
         "base-to-new runs of ARF: 0 of 1")
     assert convergence.summary_of(df, "probe").endswith("no training history recorded")
+
+
+def _objective_run(obj):
+    """A run of 400 steps whose full-set objective was [at step 0, at the tail's start, at the
+    end] = ``obj``."""
+    return {"loss": [obj[-1]] * 400, "lr": [1e-3] * 400, "objective": list(obj)}
+
+
+def test_a_slightly_rising_objective_is_converged_with_a_note():
+    flat = convergence.summarise(_objective_run([1.2, 0.500, 0.500]))
+    rising = convergence.summarise(_objective_run([1.2, 0.500, 0.505]))  # +1%: under 2%
+    falling = convergence.summarise(_objective_run([1.2, 0.600, 0.500]))  # -20%
+    assert flat["converged"] and flat["note"] == ""
+    assert rising["converged"] and rising["note"] == convergence.RISING == "rising slightly"
+    assert rising["rel_change"] == pytest.approx(0.005 / 0.505)
+    assert not falling["converged"] and falling["note"].startswith("still falling")
+    # a rise near a loss of 0: a third of the final loss, but 0.001 nats
+    assert convergence.summarise(_objective_run([1.2, 0.0030, 0.0040]))["note"] == "rising slightly"
+    # float rounding is not a rise
+    assert convergence.summarise(_objective_run([1.2, 0.5, 0.5 + 1e-9]))["note"] == ""
+
+
+def test_report_names_the_slightly_rising_runs(capsys):
+    hists = {("a", 1): _objective_run([1.2, 0.500, 0.500]),
+             ("b", 1): _objective_run([1.2, 0.500, 0.505]),
+             ("c", 1): _objective_run([1.2, 0.600, 0.500])}
+    df = convergence.report(hists, title="synthetic")
+    out = capsys.readouterr().out
+    assert df.converged.tolist() == [True, True, False]
+    assert "rising slightly: 1 of 3 runs (b / 1)" in out
+    assert "UNCONVERGED: 1 of 3 runs (c / 1)" in out
+    convergence.report({("a", 1): hists["a", 1]})
+    out = capsys.readouterr().out
+    assert "rising slightly" not in out and "all 1 runs converged" in out
+    # the lines under the table, on their own (for notebooks that print their own table)
+    assert convergence.verdicts(df)[0].startswith("rising slightly: 1 of 3")
+
+
+def test_caveat_names_the_unconverged_runs_behind_a_comparison():
+    df = convergence.table({("ARF", 1): _objective_run([1.2, 0.600, 0.500]),
+                            ("default", 1): _objective_run([1.2, 0.500, 0.500])})
+    assert convergence.caveat(convergence.runs_of(df, "default")) == ""
+    text = convergence.caveat(convergence.runs_of(df, "ARF", "default"), "ARF vs default")
+    assert text.startswith("UNCONVERGED runs behind ARF vs default: 1 of 2 (ARF / 1)")
+
+
+def test_for_comparisons_gives_each_comparison_its_runs_summary_and_caveat():
+    df = convergence.table({("no anchors", 1): _objective_run([1.2, 0.600, 0.500]),
+                            ("no captions", 1): _objective_run([1.2, 0.500, 0.500]),
+                            ("default", 1): _objective_run([1.2, 0.500, 0.500])})
+    summaries, caveats = convergence.for_comparisons(
+        df, [("default", None), ("no anchors", "default"), ("no captions", "default")])
+    assert summaries[0] == ("runs of default: 0 of 1 on their paper's recipe, 1 of 1 at a "
+                            "plateau, 0 unconverged")
+    assert summaries[1].startswith("runs of no anchors and default:")
+    assert summaries[1].endswith("1 unconverged") and summaries[2].endswith("0 unconverged")
+    assert caveats == ["UNCONVERGED runs behind no anchors vs default: 1 of 2 (no anchors / 1): "
+                       "it compares training budgets, not methods"]
+    # a row of one name compares nothing: summarised, not flagged (its comparisons are)
+    alone, flags = convergence.for_comparisons(df, [("no anchors", "no anchors")])
+    assert alone[0].endswith("1 unconverged") and flags == []

@@ -137,6 +137,8 @@ def this_run(config: dict):
 # above 0). The table below is the record of the choice; every later ContCoOp run in this
 # notebook uses the chosen design. The test split has not been read at this point: the
 # ablation further down, on test images, is reported after the choice and never feeds it.
+# A comparison is only as good as its runs: the convergence table of the selection's runs is
+# printed with it, and each row carries the convergence summary of its runs and the default's.
 
 # %%
 SELECT_TASK = TASKS[0]  # a main task (objects in the full run)
@@ -159,7 +161,18 @@ print(f"trained on {contcoop_selection.attrs['train']} ({len(sel_train)} images)
       f"seeds {contcoop_selection.attrs['seeds']}")
 print(f"chosen ContCoOp design: {CONTCOOP_CHOICE!r} (overrides {METHOD_CFGS['contcoop']}); "
       "the reported updates were not loaded")
-contcoop_selection.round(2)
+# each design against the default is a comparison too: its runs must have converged
+sel_convergence = convergence.report(contcoop_selection.attrs["histories"],
+                                     title="ContCoOp design selection runs")
+sel_default_label = contcoop_selection.variant.iloc[0]
+contcoop_selection["convergence"], sel_caveats = convergence.for_comparisons(
+    sel_convergence, [(v, sel_default_label) for v in contcoop_selection.variant],
+    what="selection runs of")
+print(convergence.summary(sel_convergence, "ContCoOp design selection runs"))
+for line in sel_caveats:
+    print(line)
+with pd.option_context("display.max_colwidth", None):  # whole convergence summaries
+    display(contcoop_selection.round(2))
 
 # %% [markdown]
 # ## Base-to-new generalisation
@@ -343,7 +356,9 @@ contcoop_diag.round(3)
 # test images. "no detectable difference" means the switch did not matter measurably at this
 # training length, not that it is irrelevant. The ablation reads the test split after the
 # design was chosen and cannot change it; where it and the selection table disagree about a
-# switch, the cell prints both verdicts beside the selection's two validation accuracies.
+# switch, the cell prints both verdicts beside the selection's two validation accuracies. The
+# convergence table of the ablation's runs (the default's included) is printed with it, each
+# row carries its runs' convergence summary, and a row with an unconverged run is named.
 
 # %%
 ABLATION_TASK = TASKS[0]
@@ -358,23 +373,35 @@ ABLATIONS = {f"{field} {value}": {field: value}  # label -> overrides on top of 
 if FAST_DEV_RUN:  # two flips check the code path
     ABLATIONS = dict(list(ABLATIONS.items())[:2])
 
-def hm_vectors(overrides):
+ABLATION_DEFAULT = f"default ({CONTCOOP_CHOICE})"
+ablation_histories = {}  # (variant, seed) -> training history: the runs behind each row
+
+
+def hm_vectors(overrides, label):
     out = {}
     for seed in SEEDS:
         r = protocols.base_to_new("contcoop", clip, ABLATION_TASK, SHOTS, seed,
                                   TRAIN_CFGS["contcoop"], **overrides)
         out[seed] = (r["base_correct"], r["new_correct"])
+        ablation_histories[label, seed] = r["history"]
     return {ABLATION_TASK: out}
 
 
 t = time.time()
-default_vectors = hm_vectors(default_cfg)  # the base-to-new runs above: loaded from checkpoints
+# the base-to-new runs above: loaded from checkpoints
+default_vectors = hm_vectors(default_cfg, ABLATION_DEFAULT)
 ablation_02 = compare.table([
-    compare.paired_difference(hm_vectors({**default_cfg, **overrides}), default_vectors,
-                              metric="hm", names=(label, f"default ({CONTCOOP_CHOICE})"))
+    compare.paired_difference(hm_vectors({**default_cfg, **overrides}, label), default_vectors,
+                              metric="hm", names=(label, ABLATION_DEFAULT))
     for label, overrides in ABLATIONS.items()])
+abl_convergence = convergence.report(ablation_histories, title="ContCoOp ablation runs")
+ablation_02["convergence"], abl_caveats = convergence.for_comparisons(
+    abl_convergence, zip(ablation_02.a, ablation_02.b))
 print(f"ContCoOp ablation on {ABLATION_TASK}, seeds {SEEDS}, base-to-new HM in points "
-      f"({time.time() - t:.0f} s)")
+      f"({time.time() - t:.0f} s); "
+      + convergence.summary(abl_convergence, "ContCoOp ablation runs"))
+for line in abl_caveats:
+    print(line)
 # the same switch, judged by the selection (validation, tiny-v1 and the validation update)
 # and by this ablation (test, tiny-v1 only): where they disagree, print both and the
 # selection's columns, since only the selection sees what survives an update
@@ -388,7 +415,8 @@ for (label, overrides), (_, abl) in zip(ABLATIONS.items(), ablation_02.iterrows(
               f"{abl['95% CI']}), {sel['verdict']} in the selection ({sel['vs default']:+.2f} "
               f"{sel['95% CI']}; " + ", ".join(f"{c} {sel[c]:.1f} vs {sel_default[c]:.1f}"
                                               for c in val_cols) + ")")
-ablation_02
+with pd.option_context("display.max_colwidth", None):  # whole convergence summaries
+    display(ablation_02)
 
 # %% [markdown]
 # ## Few-shot curve: CoOp against zero-shot

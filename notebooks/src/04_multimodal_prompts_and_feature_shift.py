@@ -129,6 +129,8 @@ for task in TASKS:
 # code's form) only if it beats it beyond noise (`adopt="better"`: the paired confidence
 # interval over seeds and validation images lies above 0). The reported updates and every
 # test split are never looked at. The chosen preset is used for every RESTORE run below.
+# The convergence table of the selection's runs is printed with it, and each preset's row
+# carries the convergence summary of its runs and the default's.
 
 # %%
 SELECT_TASK = TASKS[0]  # a main task (objects in the full run)
@@ -152,7 +154,18 @@ print(f"trained on {restore_selection.attrs['train']} ({len(sel_train)} images),
       f"{selection.VALIDATION_UPDATE}; rule {restore_selection.attrs['rule']!r}, adopt "
       f"{restore_selection.attrs['adopt']!r}; chosen RESTORE preset: {RESTORE_CHOICE!r} "
       f"(overrides {METHODS['RESTORE'][1]}); the reported updates were not loaded")
-restore_selection.round(2)
+# each preset against the default is a comparison too: its runs must have converged
+sel_convergence = convergence.report(restore_selection.attrs["histories"],
+                                     title="RESTORE design selection runs")
+sel_default_label = restore_selection.variant.iloc[0]
+restore_selection["convergence"], sel_caveats = convergence.for_comparisons(
+    sel_convergence, [(v, sel_default_label) for v in restore_selection.variant],
+    what="selection runs of")
+print(convergence.summary(sel_convergence, "RESTORE design selection runs"))
+for line in sel_caveats:
+    print(line)
+with pd.option_context("display.max_colwidth", None):  # whole convergence summaries
+    display(restore_selection.round(2))
 
 # %% [markdown]
 # ### Why the selection came out as it did
@@ -185,7 +198,7 @@ sel = restore_selection.set_index("variant")
 default_label = sel.index[sel.verdict == "(default)"][0]
 for label, r in sel.drop(index=default_label).iterrows():
     print(f"{label} against the default {default_label}: {r['vs default']:+.2f} {r['95% CI']} "
-          f"points on the validation score ({r.verdict})")
+          f"points on the validation score ({r.verdict}); {r.convergence}")
 print(f"chosen: {RESTORE_CHOICE}" + (
     ", the preset without the consistency loss: every RESTORE run below is MaPLe with surgery "
     "adapters on RESTORE's recipe, except the ablation's runs with the loss switched on" if not RESTORE_HAS_LOSS else
@@ -288,6 +301,8 @@ avg_shown
 # the default on the first task's base classes, tested on the `tiny-v1` test split; each row
 # is the paired comparison (`cliptune.compare.paired_difference`) of the variant against the
 # default on the base-to-new HM, with a 0.95-level bootstrap interval over seeds and test images.
+# The convergence table of the ablation's runs (the default's included) is printed with it,
+# each row carries its runs' convergence summary, and a row with an unconverged run is named.
 
 # %%
 default_restore = dict(METHODS["RESTORE"][1])
@@ -309,31 +324,42 @@ if FAST_DEV_RUN:
 
 
 ablation_modules = {}  # (variant, seed) -> trained module, for the shift measures below
+ABLATION_DEFAULT = f"default ({RESTORE_CHOICE})"
+ablation_histories = {}  # (variant, seed) -> training history: the runs behind each row
 
 
-def restore_hm_vectors(overrides, label=None):
+def restore_hm_vectors(overrides, label):
     out = {}
     for seed in SEEDS:
         r = protocols.base_to_new("restore", clip, TASKS[0], SHOTS, seed,
                                   train_config("restore"), **overrides)
         out[seed] = (r["base_correct"], r["new_correct"])
-        if label is not None:
+        ablation_histories[label, seed] = r["history"]
+        if label != ABLATION_DEFAULT:
             ablation_modules[label, seed] = r["method"]
     return {TASKS[0]: out}
 
 
 t = time.time()
 with train.diverged_runs():  # an ablation that diverges is a result: say so
-    restore_default_vectors = restore_hm_vectors(default_restore)  # checkpoints of the runs above
+    # the default's vectors: checkpoints of the runs above
+    restore_default_vectors = restore_hm_vectors(default_restore, ABLATION_DEFAULT)
     ablation_vectors = {label: restore_hm_vectors({**default_restore, **o}, label)
                         for label, o in RESTORE_ABLATIONS.items()}
     ablation_04 = compare.table([
         compare.paired_difference(ablation_vectors[label], restore_default_vectors, metric="hm",
-                                  names=(label, f"default ({RESTORE_CHOICE})"))
+                                  names=(label, ABLATION_DEFAULT))
         for label in RESTORE_ABLATIONS])
+abl_convergence = convergence.report(ablation_histories, title="RESTORE ablation runs")
+ablation_04["convergence"], abl_caveats = convergence.for_comparisons(
+    abl_convergence, zip(ablation_04.a, ablation_04.b))
 print(f"RESTORE ablation on {TASKS[0]}, seeds {SEEDS}, base-to-new HM in points "
-      f"({time.time() - t:.0f} s)")
-ablation_04
+      f"({time.time() - t:.0f} s); "
+      + convergence.summary(abl_convergence, "RESTORE ablation runs"))
+for line in abl_caveats:
+    print(line)
+with pd.option_context("display.max_colwidth", None):  # whole convergence summaries
+    display(ablation_04)
 
 # %% [markdown]
 # ## RESTORE's mechanism at work: both shift measures before and after training
@@ -794,6 +820,21 @@ entries_04 = [("maple_vs_coop_hm", hm_compare("MaPLe", "CoOp (text only)"),
 # the claim names the consistency loss: where the chosen preset lacks it, the ablation's
 # loss-on runs (on its task only) test the claim as stated, each loss form against MaPLe
 loss_on = [lb for lb in RESTORE_ABLATIONS if RESTORE_ABLATIONS[lb].get("lambda_fs", 0) > 0]
+# MaPLe's base-to-new runs on the ablation's task, for comparisons with the ablation's runs
+maple_task_runs = convergence.runs_of(convergence.runs_of(b2n_convergence, "MaPLe"), TASKS[0])
+
+
+def ablation_runs(*labels, maple=False):
+    """The convergence summary (and caveat, if any) of the ablation's runs of ``labels``
+    (the chosen default's are ABLATION_DEFAULT), with MaPLe's on the same task if asked."""
+    rows = pd.concat([convergence.runs_of(abl_convergence, *labels)]
+                     + ([maple_task_runs] if maple else []))
+    names = " and ".join(labels + (("MaPLe",) if maple else ()))
+    text = convergence.summary(rows, f"runs of {names}")
+    flag = convergence.caveat(rows, names)
+    return text + (f". {flag}" if flag else "")
+
+
 if not RESTORE_HAS_LOSS:
     for lb in loss_on:
         c = compare.paired_difference(ablation_vectors[lb], task_vectors["MaPLe"], metric="hm",
@@ -801,21 +842,27 @@ if not RESTORE_HAS_LOSS:
                                              "epochs)", "MaPLe"))
         entries_04.append(("restore_vs_maple_hm", c,
                            f"the ablation's runs on {TASKS[0]} only, so one task; MaPLe "
-                           f"{train_config('maple').epochs} epochs"))
+                           f"{train_config('maple').epochs} epochs; "
+                           + ablation_runs(lb, maple=True)))
 claims_04 = claims.table(entries_04, notebook="04")
 claims.show(claims_04)
 
 # What the RESTORE row tested, taken apart on the ablation's task: RESTORE with its adapters'
 # ratios held at 0 computes MaPLe's logits, so against MaPLe it differs in the recipe only
 # (RESTORE's epochs against MaPLe's); the chosen RESTORE against it is the adapters' share.
-parts = [("all of it: chosen RESTORE vs MaPLe", task_vectors["RESTORE"], task_vectors["MaPLe"])]
+# each part with the convergence of its runs (the chosen RESTORE's on this task are the
+# ablation's default runs)
+parts = [("all of it: chosen RESTORE vs MaPLe", task_vectors["RESTORE"], task_vectors["MaPLe"],
+          ablation_runs(ABLATION_DEFAULT, maple=True))]
 if "adapters off" in ablation_vectors:
     if not RESTORE_HAS_LOSS:  # with a consistency loss, adapters off is not MaPLe's training
         parts.append((f"the recipe: RESTORE with adapters off ({train_config('restore').epochs}"
                       f" epochs) vs MaPLe ({train_config('maple').epochs} epochs)",
-                      ablation_vectors["adapters off"], task_vectors["MaPLe"]))
+                      ablation_vectors["adapters off"], task_vectors["MaPLe"],
+                      ablation_runs("adapters off", maple=True)))
     parts.append(("the adapters: chosen RESTORE vs RESTORE with adapters off",
-                  restore_default_vectors, ablation_vectors["adapters off"]))
+                  restore_default_vectors, ablation_vectors["adapters off"],
+                  ablation_runs(ABLATION_DEFAULT, "adapters off")))
 loss_rows = [lb for lb in RESTORE_ABLATIONS if "lambda_fs" in RESTORE_ABLATIONS[lb]]
 print(f"\nThe RESTORE row tests RESTORE as chosen on validation data ({RESTORE_CHOICE}), "
       + ("which trains without the feature-shift consistency loss: the claim's consistency "
@@ -823,12 +870,13 @@ print(f"\nThe RESTORE row tests RESTORE as chosen on validation data ({RESTORE_C
          f"which trains with the consistency loss ({RESTORE_CFG.fs_mode}). ")
       + f"On {TASKS[0]} (base-to-new HM, a minus b, paired 95% interval over seeds and test "
         "images):")
-for text, a_vec, b_vec in parts:
+for text, a_vec, b_vec, runs in parts:
     c = compare.paired_difference(a_vec, b_vec, metric="hm")
-    print(f"  {text}: {c.interval(2)} ({c.verdict})")
+    print(f"  {text}: {c.interval(2)} ({c.verdict}); {runs}")
 for lb in loss_rows:  # the consistency loss switched on (or off) against the chosen preset
     row = ablation_04[ablation_04.a == lb].iloc[0]
-    print(f"  {lb} vs the chosen preset: {row.difference:+.2f} {row['95% CI']} ({row.verdict})")
+    print(f"  {lb} vs the chosen preset: {row.difference:+.2f} {row['95% CI']} ({row.verdict}); "
+          + ablation_runs(lb, ABLATION_DEFAULT))
 
 # %% [markdown]
 # ## Where this run wrote

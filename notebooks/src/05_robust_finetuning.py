@@ -231,6 +231,8 @@ def this_run(config: dict):
 # used: choosing on a reported shift would peek at it). A preset replaces the default only if
 # it beats it beyond noise (`adopt="better"`: the paired confidence interval over seeds and
 # validation images lies above 0). Test splits and the reported updates are never looked at.
+# The convergence table of the selection's runs is printed with it, and each preset's row
+# carries the convergence summary of its runs and the default's.
 
 # %%
 sel_val = selection.validation(FT_TASK)
@@ -250,7 +252,18 @@ print(f"trained on {arf_selection.attrs['train']} ({len(train_set)} images), see
 # source's exactly; it is not shown
 hidden = ["config"] + ([f"{selection.VALIDATION_UPDATE} val"]
                        if arf_selection.attrs["rule"] == "source" else [])
-arf_selection.drop(columns=hidden, errors="ignore").round(2)
+# each preset against the default is a comparison too: its runs must have converged
+sel_convergence = convergence.report(arf_selection.attrs["histories"],
+                                     title="ARF design selection runs")
+sel_default_label = arf_selection.variant.iloc[0]
+arf_selection["convergence"], sel_caveats = convergence.for_comparisons(
+    sel_convergence, [(v, sel_default_label) for v in arf_selection.variant],
+    what="selection runs of")
+print(convergence.summary(sel_convergence, "ARF design selection runs"))
+for note in sel_caveats:
+    print(note)
+with pd.option_context("display.max_colwidth", None):  # whole convergence summaries
+    display(arf_selection.drop(columns=hidden, errors="ignore").round(2))
 
 # %% [markdown]
 # ## Fine-tune and evaluate
@@ -304,10 +317,8 @@ print(ft_convergence.assign(**{"final_loss": ft_convergence.final_loss.map("{:.2
                                    (100 * ft_convergence.tail_share).round(1)})
       [["run", "steps", "final_loss", "change over tail (nats)", "tail's share of the fall (%)",
         "converged", "measure", "note", "schedule", "ok"]].to_string(index=False))
-n_bad = int((~ft_convergence.ok).sum())
-print(f"UNCONVERGED: {n_bad} of {len(ft_convergence)} runs; comparisons that include them "
-      "compare training budgets, not methods" if n_bad
-      else f"all {len(ft_convergence)} runs converged")
+for note in convergence.verdicts(ft_convergence):  # as convergence.report ends its table
+    print(note)
 
 # %%
 res = this_run(run_config)
@@ -560,7 +571,9 @@ pd.Series({k: v for k, v in arf_diag.items() if k not in ("per_class", "retrieve
 # default with the notebook's seeds. Each row is a paired comparison
 # (`cliptune.compare.paired_difference`) against the default, in points with a 0.95-level
 # bootstrap interval over seeds and test images: OOD pools the shifted domains of `FT_TASK`,
-# ID is its test photos.
+# ID is its test photos. The convergence table of the ablation's runs (the default's, the main
+# ARF runs, included) is printed with it, each row carries its runs' convergence summary, and
+# a row with an unconverged run is named.
 
 # %%
 ARF_ABLATIONS = {"no text-compensated anchors": {"lambda_tca": 0.0},
@@ -576,15 +589,20 @@ def arf_vectors(sc):
 
 t = time.time()
 default_ood, default_id = arf_vectors({s: main_scores[("arf", s)] for s in SEEDS})
+ARF_ABLATION_DEFAULT = f"ARF default ({ARF_CHOICE})"
+# (variant, seed) -> training history: the runs behind each row, the default's (the main
+# ARF runs above) included
+arf_ablation_histories = {(ARF_ABLATION_DEFAULT, s): histories[LABELS["arf"], s]
+                          for s in SEEDS}
 arf_comparisons = []
 for label, overrides in ARF_ABLATIONS.items():
     sc = {}
     for seed in SEEDS:
-        m_abl, _ = protocols.train_method("arf", clip, train_set, seed, TRAIN_CFG,
-                                          **{**ARF_CFG, **overrides})
+        m_abl, arf_ablation_histories[label, seed] = protocols.train_method(
+            "arf", clip, train_set, seed, TRAIN_CFG, **{**ARF_CFG, **overrides})
         sc[seed] = scores(m_abl)
     v_ood, v_id = arf_vectors(sc)
-    names = (label, f"ARF default ({ARF_CHOICE})")
+    names = (label, ARF_ABLATION_DEFAULT)
     arf_comparisons.append(compare.paired_difference(v_ood, default_ood, names=(f"{label}, OOD",
                                                                                names[1])))
     arf_comparisons.append(compare.paired_difference(v_id, default_id, names=(f"{label}, ID",
@@ -593,7 +611,22 @@ print(f"ARF anchor ablation on {FT_TASK}, the notebook's seeds {SEEDS} (an ARF r
       f"{np.mean([train_seconds[('arf', s)] for s in SEEDS]):.0f} s of training), top-1 "
       f"points ({time.time() - t:.0f} s)")
 ablation_05 = compare.table(arf_comparisons)
-ablation_05
+arf_abl_convergence = convergence.report(arf_ablation_histories, title="ARF anchor ablation runs")
+# rows "<ablation>, OOD" and "<ablation>, ID": the runs of the ablation and of the default
+ablation_05["convergence"], abl_caveats = convergence.for_comparisons(
+    arf_abl_convergence, [(a.rsplit(", ", 1)[0], b) for a, b in zip(ablation_05.a, ablation_05.b)])
+# each ablation's runs with the default's, for the sentences that report them below
+arf_abl_runs = {}
+for label in ARF_ABLATIONS:
+    rows_l = convergence.runs_of(arf_abl_convergence, label, ARF_ABLATION_DEFAULT)
+    flag = convergence.caveat(rows_l, f"{label} vs {ARF_ABLATION_DEFAULT}")
+    arf_abl_runs[label] = (convergence.summary(rows_l, f"runs of {label} and the default")
+                           + (f". {flag}" if flag else ""))
+print(convergence.summary(arf_abl_convergence, "ARF anchor ablation runs"))
+for note in dict.fromkeys(abl_caveats):  # an ablation's OOD and ID rows share their runs
+    print(note)
+with pd.option_context("display.max_colwidth", None):  # whole convergence summaries
+    display(ablation_05)
 
 # %% [markdown]
 # ## Reading the numbers
@@ -882,7 +915,7 @@ print(f"{most} moved the features furthest (cosine {drift[most]:.3f}) and change
 abl = {c.a: c for c in arf_comparisons}  # "<ablation>, OOD" and "<ablation>, ID"
 for label in ARF_ABLATIONS:
     print(f"Ablation, {label} (minus ARF): OOD {line(abl[f'{label}, OOD'])}, ID "
-          f"{line(abl[f'{label}, ID'])}.")
+          f"{line(abl[f'{label}, ID'])}; {arf_abl_runs[label]}.")
 abl_ood = [abl[f"{label}, OOD"].verdict for label in ARF_ABLATIONS]
 if all(v == "better" for v in abl_ood):
     print("Removing either anchor loss raises OOD accuracy: in this reconstruction the anchors "
@@ -942,9 +975,12 @@ def why_anchor(other):
     """Convergence, what the anchors say beyond the class prompt, and the anchor ablation."""
     removed = "; ".join(f"{c.a.split(',')[0]}: OOD {c.interval()} ({c.verdict})"
                         for c in arf_comparisons if c.a.endswith("OOD"))
+    flag = convergence.caveat(arf_abl_convergence, "the anchor ablation")
     return (f"{why_train('ARF (reconstructed)', other)}; {novel_ita:.0f} per cent of the "
             f"retrieved and {novel_tca:.0f} per cent of the captioner's anchor captions name an "
-            f"attribute their class prompt lacks; ablation against ARF, {removed}")
+            f"attribute their class prompt lacks; ablation against ARF, {removed}; "
+            + convergence.summary(arf_abl_convergence, "anchor ablation runs")
+            + (f". {flag}" if flag else ""))
 
 
 has_wise = not wise_half.empty and "FT" in set(wise_v.method)

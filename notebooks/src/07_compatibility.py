@@ -342,7 +342,9 @@ for upd in UPDATES:
 # (`cliptune.compare.paired_difference`) of a variant against the default on one model, in
 # points with a 0.95-level bootstrap interval over seeds and test images: on an update the
 # zero-shot reference is the same for both, so the difference is also the difference of their
-# compatibility gains.
+# compatibility gains. The convergence table of the ablation's runs (the default's included) is
+# printed with it, each row carries its runs' convergence summary, and a switch setting with an
+# unconverged run is named.
 
 # %%
 ABLATIONS = {
@@ -362,6 +364,7 @@ if task not in TASKS:  # its zero-shot row comes from the main experiment above
 test = data.tiny(task, "test")
 fields = {f.name for f in dataclasses.fields(methods.method_class("contcoop").Config)}
 rows, abl_vectors = [], {}  # abl_vectors: {(label, model): {seed: correctness vector}}
+abl_histories = {}  # (label, seed) -> training history: the runs behind each row below
 for label, switches in ABLATIONS.items():
     # each switch on top of the design notebook 02 chose on validation data
     switches = {**CHOSEN.get("contcoop", {}), **{k: v for k, v in switches.items() if k in fields}}
@@ -372,8 +375,8 @@ for label, switches in ABLATIONS.items():
         continue
     for seed in ABLATION_SEEDS:
         train_set = data.few_shot(data.tiny(task, "train"), SHOTS, seed)
-        module, _ = protocols.train_method("contcoop", zoo[OLD], train_set, seed,
-                                           recipe("contcoop"), **switches)
+        module, abl_histories[label, seed] = protocols.train_method(
+            "contcoop", zoo[OLD], train_set, seed, recipe("contcoop"), **switches)
         for name, clip in zoo.items():
             scored = protocols.score(module, clip, test)
             abl_vectors.setdefault((label, name), {})[seed] = scored["correct"]
@@ -389,17 +392,30 @@ abl_comparisons = {
     for (label, name), vec in abl_vectors.items() if label != DEFAULT}
 default_gain = {name: 100 * sum(v.mean() for v in abl_vectors[DEFAULT, name].values())
                 / len(ABLATION_SEEDS) - zs.loc[(task, name)] for name in zoo}
+abl_convergence = convergence.report(abl_histories, title="07 ContCoOp ablation runs")
 print(f"ContCoOp ablation on {task}, seeds {ABLATION_SEEDS}: the default gains "
       + ", ".join(f"{default_gain[n]:+.1f} points on {n}" for n in zoo)
-      + " over each model's own zero-shot")
+      + " over each model's own zero-shot; "
+      + convergence.summary(abl_convergence, "ContCoOp ablation runs"))
+# each switch setting's runs with the default's: the same runs behind its row on every model
+abl_flags = {}  # label -> "" or the sentence naming its unconverged runs
+for label in dict.fromkeys(label for label, _ in abl_comparisons):
+    rows_l = convergence.runs_of(abl_convergence, label, DEFAULT)
+    abl_flags[label] = convergence.caveat(rows_l, f"'{label}' vs the default")
+    if abl_flags[label]:
+        print(abl_flags[label])
 for name in zoo:
     on = {label: c for (label, n), c in abl_comparisons.items() if n == name}
-    moved = [f"'{label}' {c.interval()} ({c.verdict})" for label, c in on.items()
-             if c.verdict != compare.NO_DIFFERENCE]
+    moved = [f"'{label}' {c.interval()} ({c.verdict}"
+             + (", unconverged runs" if abl_flags[label] else "") + ")"
+             for label, c in on.items() if c.verdict != compare.NO_DIFFERENCE]
     print(f"on {name}: {len(moved)} of {len(on)} switch settings differ detectably from the "
           "default" + (": " + "; ".join(moved) if moved else ""))
 ablation_07 = compare.table(list(abl_comparisons.values()))
-ablation_07
+ablation_07["convergence"], _ = convergence.for_comparisons(
+    abl_convergence, [(label, DEFAULT) for label, _ in abl_comparisons])
+with pd.option_context("display.max_colwidth", None):  # whole convergence summaries
+    display(ablation_07)
 
 # %% [markdown]
 # **Reading.** The printed verdicts above are the measured answer for this world. A module
