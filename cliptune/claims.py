@@ -74,6 +74,15 @@ def _paper(claim: dict) -> str:
     return "n/a"
 
 
+def _why(verdict: str, diagnostic: str) -> str:
+    """The "why" a row prints: none for a reproduced claim, except a caveat on its runs'
+    convergence (``convergence.caveat``: "UNCONVERGED runs behind ..."), which must never be
+    dropped silently. Diagnostics join their parts with "; "."""
+    if verdict != REPRODUCED:
+        return diagnostic
+    return "; ".join(p.strip() for p in (diagnostic or "").split(";") if "UNCONVERGED" in p)
+
+
 def table(entries, notebook: str | None = None, path=PATH):
     """The claims table as a DataFrame.
 
@@ -117,7 +126,7 @@ def table(entries, notebook: str | None = None, path=PATH):
         rows.append({"claim": claim["claim"], "paper (a - b)": _paper(claim),
                      "tiny world (a - b, 95% CI)": tiny, "per task": per_task,
                      "verdict": verdict,
-                     "diagnostic": "" if verdict == REPRODUCED else diagnostic,
+                     "diagnostic": _why(verdict, diagnostic),
                      "source": claim["source"], "id": cid})
     return pd.DataFrame(rows)
 

@@ -150,14 +150,17 @@ def runs_of(df, *names: str):
 
 def summary(df, what: str = "runs") -> str:
     """One sentence from a convergence table: how many runs follow their paper's recipe, how
-    many of the others plateaued, and how many are unconverged (neither)."""
+    many plateaued (and how many of those rose slightly), and how many are unconverged
+    (neither)."""
     if not len(df):
         return f"{what}: no training history recorded"
     n, paper = len(df), int((df.schedule == "paper recipe").sum())
     plateau = int(df.converged.astype(bool).sum())
+    # a rise is no plateau reached from above: say so wherever the count is read
+    rising = int((df.converged.astype(bool) & (df.note == RISING)).sum())
     bad = int((~df.ok.astype(bool)).sum())
-    return (f"{what}: {paper} of {n} on their paper's recipe, {plateau} of {n} at a plateau, "
-            f"{bad} unconverged")
+    return (f"{what}: {paper} of {n} on their paper's recipe, {plateau} of {n} at a plateau"
+            + (f" ({rising} of them rising slightly)" if rising else "") + f", {bad} unconverged")
 
 
 def summary_of(df, *names: str, what: str = "runs of") -> str:

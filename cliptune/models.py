@@ -72,7 +72,7 @@ SSL_WEIGHT = 0.3
 ZOO: dict[str, Recipe] = {
     "tiny-v1": Recipe("tiny-v1", ssl_weight=SSL_WEIGHT),
     # The updates' wider domain mix stays: the same recipes with v1's mix (trials N22c, N22r,
-    # N22v, notebook 00) widened the domain gaps but missed other marks instead.
+    # N22v, notebook 00) missed more preconditions, not fewer (world.CHOICES says which).
     # continued update: v1's text tower, a new vision tower, more data, a wider domain mix
     "tiny-v2-continued": Recipe("tiny-v2-continued", seed=2, corpus="pretrain-v2",
                                 corpus_size=200_000, domain_mix=V2_MIX, steps=4000,

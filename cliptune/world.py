@@ -577,8 +577,9 @@ CHOICES = (
      "why": "newer CLIPs see more varied data. The same recipes with tiny-v1's mix (trials "
             "N22c, N22r, N22v) missed more marks on the main tasks, not fewer: the continued "
             "update read photos so well that its zero-shot left the range and sat closer to "
-            "its frozen features than the ceiling mark allows, base ~ new failed on shapes, and "
-            "some domain gaps stayed narrow (notebook 00 prints each round's missed marks)"},
+            "its frozen features than the ceiling mark allows, base ~ new failed on shapes and "
+            "on one update's textures, and some domain gaps stayed or became narrow (notebook "
+            "00 prints each round's missed marks)"},
     {"choice": "a third update (tiny-v2-validation) for choosing designs only",
      "why": "the reported updates are touched once, for the result"},
 )

@@ -79,3 +79,13 @@ def test_similar_claims_print_their_margin():
     assert similar, "no 'similar' claim to check"
     df = claims.table([(similar[0], _cmp(-0.5, 0.5))])
     assert "within" in df["tiny world (a - b, 95% CI)"][0]
+
+
+def test_a_reproduced_claim_keeps_only_a_convergence_caveat_as_its_why():
+    caveat = "UNCONVERGED runs behind a vs b: 1 of 6 (a / 2): it compares training budgets"
+    df = claims.table({"coop_base_gain": (_cmp(1, 3), f"runs of a and b: 6 of 6; {caveat}"),
+                       "coop_new_drop": (_cmp(-1, 2), f"the prompt; {caveat}")}, notebook="02")
+    assert df.verdict[0] == "reproduced" and df.diagnostic[0] == caveat
+    assert df.diagnostic[1] == f"the prompt; {caveat}"  # not reproduced: the whole why
+    plain = claims.table({"coop_base_gain": (_cmp(1, 3), "runs of a and b: 6 of 6")})
+    assert plain.diagnostic[0] == ""

@@ -197,3 +197,14 @@ def test_for_comparisons_gives_each_comparison_its_runs_summary_and_caveat():
     # a row of one name compares nothing: summarised, not flagged (its comparisons are)
     alone, flags = convergence.for_comparisons(df, [("no anchors", "no anchors")])
     assert alone[0].endswith("1 unconverged") and flags == []
+
+
+def test_summary_counts_the_slightly_rising_runs_among_the_plateaus():
+    hists = {("a", 1): _objective_run([1.2, 0.500, 0.500]),
+             ("b", 1): _objective_run([1.2, 0.500, 0.505])}
+    df = convergence.table(hists)
+    assert convergence.summary(df, "runs") == ("runs: 0 of 2 on their paper's recipe, 2 of 2 at "
+                                               "a plateau (1 of them rising slightly), 0 "
+                                               "unconverged")
+    # without a rising run the sentence stays as it was
+    assert "rising" not in convergence.summary(convergence.runs_of(df, "a"), "runs")

@@ -354,8 +354,10 @@ gaps = pd.DataFrame([{"trial": label, "step": c["step"], "task": task,
 SHOWN = ("Z1", "A", "N8", "N11", "N19", "N21", "N21c", "N21r", "N21v", "N22c", "N22r", "N22v")
 ZOO_TRIALS = ("N21", "N21c", "N21r", "N21v")  # the zoo's four models, drawn solid
 shown = {label.split()[0]: label for label in trials if label.split()[0] in SHOWN}
-# tab20 without its greys (the colour of the other trials)
-colours = dict(zip(SHOWN, [c for i, c in enumerate(sns.color_palette("tab20")) if i not in (14, 15)]))
+# tab10 without its grey (the colour of the other trials): nine colours; an eighth-round trial
+# takes the colour of the zoo update whose recipe it reran, dashed beside that update's solid line
+colours = dict(zip(SHOWN[:9], [c for i, c in enumerate(sns.color_palette("tab10")) if i != 7]))
+colours.update({f"N22{k}": colours[f"N21{k}"] for k in "crv"})
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
 for ax, task in zip(axes, ("objects", "shapes", "textures")):
     g = gaps[gaps.task == task]
