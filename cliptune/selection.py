@@ -237,3 +237,19 @@ def chosen(method: str) -> str:
                                 f"missing): run notebook {where} first")
     return json.loads(path.read_text())["chosen"]
 
+
+def report_convergence(table, title: str):
+    """Print the convergence of a selection's runs (``table.attrs["histories"]``), one line on
+    them and a line naming any unconverged run behind a comparison, and add to ``table`` a
+    ``convergence`` column: each variant against the default (the first row) is a comparison
+    too, so each row carries the summary of its own runs and the default's. Returns the
+    convergence table. Introduced with the selections of notebooks 02, 04 and 05."""
+    from cliptune import convergence
+    runs = convergence.report(table.attrs["histories"], title=title)
+    default = table.variant.iloc[0]
+    table["convergence"], caveats = convergence.for_comparisons(
+        runs, [(v, default) for v in table.variant], what="selection runs of")
+    print(convergence.summary(runs, title))
+    for line in caveats:
+        print(line)
+    return runs

@@ -33,3 +33,19 @@ def test_select_attaches_every_runs_history(monkeypatch):
     # the stored record of the choice stays plain JSON (the histories are not written there)
     blob = json.loads(selection._choice_path("x").read_text())
     assert blob["chosen"] == chosen == "default" and "histories" not in blob
+
+
+def test_report_convergence_gives_each_variant_its_runs_and_the_defaults(capsys):
+    import pandas as pd
+    flat, falling = [1.2, 0.50, 0.50], [1.2, 0.60, 0.50]
+    table = pd.DataFrame({"variant": ["default", "switch"]})
+    table.attrs["histories"] = {(v, seed): {"loss": [0.5] * 200,
+                                            "objective": falling if v == "switch" else flat}
+                                for v in ("default", "switch") for seed in (1, 2)}
+    runs = selection.report_convergence(table, "x selection runs")
+    out = capsys.readouterr().out
+    assert len(runs) == 4 and "x selection runs: 0 of 4 on their paper's recipe" in out
+    assert table.convergence[0].startswith("selection runs of default: ")
+    assert table.convergence[1].startswith("selection runs of switch and default: ")
+    assert table.convergence[1].endswith("2 unconverged")
+    assert "UNCONVERGED runs behind switch vs default: 2 of 4" in out

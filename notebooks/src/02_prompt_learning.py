@@ -162,15 +162,7 @@ print(f"trained on {contcoop_selection.attrs['train']} ({len(sel_train)} images)
 print(f"chosen ContCoOp design: {CONTCOOP_CHOICE!r} (overrides {METHOD_CFGS['contcoop']}); "
       "the reported updates were not loaded")
 # each design against the default is a comparison too: its runs must have converged
-sel_convergence = convergence.report(contcoop_selection.attrs["histories"],
-                                     title="ContCoOp design selection runs")
-sel_default_label = contcoop_selection.variant.iloc[0]
-contcoop_selection["convergence"], sel_caveats = convergence.for_comparisons(
-    sel_convergence, [(v, sel_default_label) for v in contcoop_selection.variant],
-    what="selection runs of")
-print(convergence.summary(sel_convergence, "ContCoOp design selection runs"))
-for line in sel_caveats:
-    print(line)
+selection.report_convergence(contcoop_selection, "ContCoOp design selection runs")
 with pd.option_context("display.max_colwidth", None):  # whole convergence summaries
     display(contcoop_selection.round(2))
 

@@ -155,15 +155,7 @@ print(f"trained on {restore_selection.attrs['train']} ({len(sel_train)} images),
       f"{restore_selection.attrs['adopt']!r}; chosen RESTORE preset: {RESTORE_CHOICE!r} "
       f"(overrides {METHODS['RESTORE'][1]}); the reported updates were not loaded")
 # each preset against the default is a comparison too: its runs must have converged
-sel_convergence = convergence.report(restore_selection.attrs["histories"],
-                                     title="RESTORE design selection runs")
-sel_default_label = restore_selection.variant.iloc[0]
-restore_selection["convergence"], sel_caveats = convergence.for_comparisons(
-    sel_convergence, [(v, sel_default_label) for v in restore_selection.variant],
-    what="selection runs of")
-print(convergence.summary(sel_convergence, "RESTORE design selection runs"))
-for line in sel_caveats:
-    print(line)
+selection.report_convergence(restore_selection, "RESTORE design selection runs")
 with pd.option_context("display.max_colwidth", None):  # whole convergence summaries
     display(restore_selection.round(2))
 

@@ -253,15 +253,7 @@ print(f"trained on {arf_selection.attrs['train']} ({len(train_set)} images), see
 hidden = ["config"] + ([f"{selection.VALIDATION_UPDATE} val"]
                        if arf_selection.attrs["rule"] == "source" else [])
 # each preset against the default is a comparison too: its runs must have converged
-sel_convergence = convergence.report(arf_selection.attrs["histories"],
-                                     title="ARF design selection runs")
-sel_default_label = arf_selection.variant.iloc[0]
-arf_selection["convergence"], sel_caveats = convergence.for_comparisons(
-    sel_convergence, [(v, sel_default_label) for v in arf_selection.variant],
-    what="selection runs of")
-print(convergence.summary(sel_convergence, "ARF design selection runs"))
-for note in sel_caveats:
-    print(note)
+selection.report_convergence(arf_selection, "ARF design selection runs")
 with pd.option_context("display.max_colwidth", None):  # whole convergence summaries
     display(arf_selection.drop(columns=hidden, errors="ignore").round(2))
 
