@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from cliptune import compare
+from cliptune import compare, convergence
 
 PATH = pathlib.Path(__file__).with_name("paper_claims.json")
 EXPECTATIONS = ("better", "worse", "similar", "not_better", "not_worse")
@@ -80,7 +80,8 @@ def _why(verdict: str, diagnostic: str) -> str:
     dropped silently. Diagnostics join their parts with "; "."""
     if verdict != REPRODUCED:
         return diagnostic
-    return "; ".join(p.strip() for p in (diagnostic or "").split(";") if "UNCONVERGED" in p)
+    return "; ".join(p.strip() for p in (diagnostic or "").split(";")
+                     if convergence.UNCONVERGED in p)
 
 
 def table(entries, notebook: str | None = None, path=PATH):

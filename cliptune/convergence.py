@@ -54,6 +54,7 @@ ABS_TOL = 0.005
 # a rise of the full-set objective below this many nats is float rounding, not a rise
 RISE_FLOOR = 1e-6
 RISING = "rising slightly"  # the note of a converged run whose objective rose
+UNCONVERGED = "UNCONVERGED"  # opens every line that names unconverged runs (claims keeps them)
 
 
 def tail_start(lrs, tail: float = TAIL) -> int:
@@ -218,7 +219,7 @@ def verdicts(df, threshold: float = THRESHOLD) -> list:
                      f"objective rose over the tail, by no more than {threshold:.0%} of the final "
                      f"loss (or {ABS_TOL} nats); counted as converged")
     if len(bad):
-        lines.append(f"UNCONVERGED: {len(bad)} of {len(df)} runs ({_names(bad.run)}): "
+        lines.append(f"{UNCONVERGED}: {len(bad)} of {len(df)} runs ({_names(bad.run)}): "
                      "comparisons that include them compare training budgets, not methods")
     elif not len(falling):
         lines.append(f"all {len(df)} runs converged")
@@ -231,7 +232,7 @@ def caveat(df, what: str = "this comparison") -> str:
     bad = df[~df.ok.astype(bool)]
     if not len(bad):
         return ""
-    return (f"UNCONVERGED runs behind {what}: {len(bad)} of {len(df)} ({_names(bad.run)}): it "
+    return (f"{UNCONVERGED} runs behind {what}: {len(bad)} of {len(df)} ({_names(bad.run)}): it "
             "compares training budgets, not methods")
 
 
