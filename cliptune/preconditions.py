@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from cliptune import data, world
+from cliptune import data, models, world
 
 # the attribute a task's classes differ in (objects: two of them)
 TASK_ATTRIBUTES = {"shapes": ("shape",), "colours": ("colour",), "objects": ("colour", "shape"),
@@ -36,6 +36,42 @@ class Targets:
     domain_gap: float = 5.0  # every shifted domain at least this far below photo zero-shot
     base_new_gap: float = 10.0  # |zero-shot base - zero-shot new| at most this
     min_main_tasks: int = 3
+
+
+# What the later notebooks evaluate, per model and task, and on which images: a missed mark
+# matters for a later claim only where that claim rests on it (notebook 00 prints this beside
+# each miss). Read from the notebooks' sources; tests/test_preconditions.py checks that it
+# covers every (notebook, model, task, images) that the committed results/ hold.
+LATER_USE = (  # (notebooks, what they do there, models, tasks, images evaluated)
+    (("01",), "zero-shot described, no method compared", ("tiny-v1",) + models.UPDATES,
+     world.MAIN_TASKS, ("photo", "shifted domains")),
+    (("02", "03", "04", "05", "06", "07"), "", ("tiny-v1",), world.MAIN_TASKS, ("photo",)),
+    (("02", "03"), "", ("tiny-v1",), ("objects",), ("shifted domains",)),
+    (("05",), "", ("tiny-v1", "tiny-v2-continued"), ("textures",), ("shifted domains",)),
+    (("06",), "embedding drift, no accuracy", models.UPDATES, ("objects",), ("shifted domains",)),
+    (("06",), "", models.UPDATES, ("objects",), ("photo",)),
+    (("02", "04"), "", ("tiny-v1",), ("objects", "shapes"), ("base and new halves",)),
+    (("05",), "", ("tiny-v2-continued",), ("shapes", "textures"), ("photo",)),
+    (("07",), "", models.UPDATES, world.MAIN_TASKS, ("photo",)),
+)
+# the images each precondition is about
+MARK_IMAGES = {"zero-shot in range": "photo", "ceiling above zero-shot": "photo",
+               "shifted domains harder": "shifted domains", "base ~ new": "base and new halves"}
+
+
+def later_use(model: str, task: str, images: str) -> list[str]:
+    """The notebooks that evaluate ``model`` on ``task``'s ``images`` ("photo", "shifted
+    domains" or "base and new halves"), as :data:`LATER_USE` lists them: ["01 (zero-shot
+    described, no method compared)", "05", ...], in notebook order."""
+    kinds = sorted(set(MARK_IMAGES.values()))
+    if images not in kinds:
+        raise ValueError(f"images={images!r}: use one of {', '.join(kinds)}")
+    found = {}
+    for notebooks, what, ms, ts, ks in LATER_USE:
+        if model in ms and task in ts and images in ks:
+            for nb in notebooks:
+                found.setdefault(nb, what)
+    return [nb + (f" ({found[nb]})" if found[nb] else "") for nb in sorted(found)]
 
 
 def class_attributes(task: str) -> list[dict]:
@@ -273,3 +309,81 @@ def base_new_gaps(per_class, base) -> "pandas.DataFrame":
                          "gap": b.mean(axis=1) - n.mean(axis=1),
                          "class sd within base": b.std(axis=1, ddof=0),
                          "class sd within new": n.std(axis=1, ddof=0)})
+
+
+def margins(table, main_tasks, targets: Targets = Targets()):
+    """Each mark of each main-task row as data: the quantity the mark checks, the line it must
+    reach, the signed ``margin`` (points to spare; negative: missed by that much), and the
+    quantity's 95% interval over test images where the table holds the test-set sizes
+    (``inside``: the line lies within it, so the test set cannot tell the two apart).
+
+    Quantities: photo zero-shot (against the nearer end of its range); ceiling minus photo
+    zero-shot (no interval: both are scored on the same images); the smallest gap between
+    photo and a shifted domain; |base - new|. ``quantity`` names it ("photo zero-shot",
+    "ceiling - photo", "photo - sketch", "new - base"). One row per (model, task, mark), in ``table``'s row order, so two runs'
+    marks line up by (task, mark)."""
+    import pandas as pd
+    rows = []
+    size = lambda r, key: (int(r[key]) if key in r.index and not pd.isna(r[key])  # noqa: E731
+                           else None)
+    for _, r in table[table.task.isin(main_tasks)].iterrows():
+        zs, res = _row_checks(r, table.columns, targets)
+        photo, interval, where = zs["photo"], (np.nan, np.nan), ""
+        n = size(r, "n_photo")
+        low, high = targets.zero_shot_low, targets.zero_shot_high
+        line = low if photo - low < high - photo else high
+        if n:
+            half = 1.96 * 100.0 * float(np.sqrt(photo / 100 * (1 - photo / 100) / n))
+            interval = (photo - half, photo + half)
+        marks = [("zero-shot in range", photo, line, min(photo - low, high - photo), interval,
+                  "photo zero-shot")]
+        marks.append(("ceiling above zero-shot", r["ceiling"] - photo, targets.ceiling_gap,
+                      r["ceiling"] - photo - targets.ceiling_gap, (np.nan, np.nan),
+                      "ceiling - photo"))
+        shifted = {d: photo - v for d, v in zs.items() if d != "photo"}
+        if shifted:
+            where = min(shifted, key=shifted.get)
+            interval = (np.nan, np.nan)
+            if n and size(r, f"n_{where}"):
+                interval = gap_interval(photo, n, zs[where], size(r, f"n_{where}"))[1:]
+            marks.append(("shifted domains harder", shifted[where], targets.domain_gap,
+                          shifted[where] - targets.domain_gap, interval, f"photo - {where}"))
+        gap, interval = abs(r["zs_base"] - r["zs_new"]), (np.nan, np.nan)
+        if size(r, "n_base") and size(r, "n_new"):
+            g, lo, hi = gap_interval(r["zs_base"], size(r, "n_base"), r["zs_new"], size(r, "n_new"))
+            interval = (lo, hi) if g >= 0 else (-hi, -lo)  # of the larger half minus the other
+        marks.append(("base ~ new", gap, targets.base_new_gap,
+                      targets.base_new_gap - gap if r["same_evidence"] else np.nan, interval,
+                      ("base - new" if r["zs_base"] >= r["zs_new"] else "new - base")
+                      if r["same_evidence"] else "not the same kind of evidence"))
+        for mark, value, line_, margin, (lo, hi), quantity in marks:
+            rows.append({"model": r["model"], "task": r["task"], "mark": mark, "value": value,
+                         "line": line_, "margin": margin, "low": lo, "high": hi,
+                         "inside": bool(lo <= line_ <= hi), "verdict": "PASS" if res[mark]
+                         else "FAIL", "quantity": quantity})
+    return pd.DataFrame(rows, columns=["model", "task", "mark", "quantity", "value", "line", "margin",
+                                       "low", "high", "inside", "verdict"])
+
+
+def run_to_run(first, second):
+    """How far each mark moved between two pretraining runs of one recipe: two
+    :func:`margins` tables (one model each), matched by (task, mark). ``change`` is the second
+    run's value minus the first's; ``test noise`` the half-width that test-set noise alone would
+    give that change, sqrt(h1^2 + h2^2) from the two runs' intervals (conservative: both runs
+    are scored on the same test images, which share part of that noise); ``flips``: the
+    verdict differs between the runs."""
+    for name, t in (("first", first), ("second", second)):
+        if t["model"].nunique() != 1:
+            raise ValueError(f"run_to_run: {name} holds {t['model'].nunique()} models; give one "
+                             "run's margins each (filter the table by model first)")
+    keep = ["task", "mark", "quantity", "value", "low", "high", "verdict"]
+    both = first[keep].merge(second[keep], on=["task", "mark"], suffixes=(" 1", " 2"))
+    if len(both) != len(first) or len(both) != len(second):
+        raise ValueError("run_to_run: the two runs do not hold the same (task, mark) rows; "
+                         "measure both on the same main tasks")
+    half = lambda k: (both[f"high {k}"] - both[f"low {k}"]) / 2  # noqa: E731
+    both["change"] = both["value 2"] - both["value 1"]
+    both["test noise"] = np.sqrt(half(1) ** 2 + half(2) ** 2)
+    both["flips"] = both["verdict 1"] != both["verdict 2"]
+    return both[["task", "mark", "quantity 1", "value 1", "verdict 1", "quantity 2", "value 2",
+                 "verdict 2", "change", "test noise", "flips"]]

@@ -1,4 +1,6 @@
 """The preconditions functions on small synthetic inputs (the real numbers live in notebook 00)."""
+import pathlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -152,3 +154,108 @@ def test_per_class_zero_shot_averages_to_the_halves_accuracy(tiny_clip):
     for half in (base, new):
         mean = np.mean([per_class[c] for c in half.classnames])
         assert mean == pytest.approx(preconditions.zero_shot_accuracy(tiny_clip, half), abs=1e-3)
+
+
+def _sized_row(**over):
+    row = {"model": "m", "task": "a", "zs_photo": 50.0, "zs_sketch": 46.0, "zs_cartoon": 40.0,
+           "ceiling": 80.0, "zs_base": 50.0, "zs_new": 61.0, "same_evidence": True,
+           "n_photo": 3000, "n_sketch": 3000, "n_cartoon": 3000, "n_base": 1500, "n_new": 1500}
+    return {**row, **over}
+
+
+def test_margins_give_each_mark_its_quantity_margin_and_interval():
+    table = pd.DataFrame([_sized_row(), _sized_row(task="b", zs_photo=80.0),
+                          _sized_row(task="c")])  # c: not a main task
+    m = preconditions.margins(table, main_tasks=("a", "b")).set_index(["task", "mark"])
+    assert len(m) == 8
+    a = m.loc["a"]
+    assert a.loc["zero-shot in range", ["value", "line", "margin"]].tolist() == [50.0, 35.0, 15.0]
+    assert a.loc["ceiling above zero-shot", "margin"] == pytest.approx(10.0)
+    assert np.isnan(a.loc["ceiling above zero-shot", "low"])  # same images: no interval
+    # the smallest domain gap is the one checked; the same interval shortfalls prints
+    dom = a.loc["shifted domains harder"]
+    assert (dom.quantity, dom.value, dom.margin, dom.verdict) == ("photo - sketch", 4.0, -1.0, "FAIL")
+    assert (dom.low, dom.high) == pytest.approx(
+        preconditions.gap_interval(50.0, 3000, 46.0, 3000)[1:])
+    assert dom.inside
+    bn = a.loc["base ~ new"]  # new is the larger half: the interval is of new - base, positive
+    assert (bn.quantity, bn.value, bn.margin) == ("new - base", 11.0, -1.0)
+    assert 0 < bn.low < 11.0 < bn.high and bn.inside
+    # photo 80 lies above the range: the nearer end is the line, missed by 5
+    b = m.loc[("b", "zero-shot in range")]
+    assert (b.line, b.margin, b.verdict) == (75.0, -5.0, "FAIL")
+    assert not b.inside  # 80 +- 1.4 does not reach 75
+    # the verdicts are verdicts' own
+    checks, _ = preconditions.verdicts(table, main_tasks=("a", "b"))
+    for _, r in checks[checks["main task"]].iterrows():
+        for mark in ("zero-shot in range", "ceiling above zero-shot", "shifted domains harder",
+                     "base ~ new"):
+            assert m.loc[(r.task, mark), "verdict"] == r[mark]
+
+
+def test_margins_without_test_set_sizes_have_no_interval():
+    row = {k: v for k, v in _sized_row().items() if not k.startswith("n_")}
+    m = preconditions.margins(pd.DataFrame([row]), main_tasks=("a",))
+    assert m[["low", "high"]].isna().all().all() and not m.inside.any()
+    assert m.margin.tolist() == [15.0, 10.0, -1.0, -1.0]
+    assert m.quantity.tolist() == ["photo zero-shot", "ceiling - photo", "photo - sketch",
+                                   "new - base"]
+
+
+def test_run_to_run_matches_marks_and_names_the_flips():
+    first = preconditions.margins(pd.DataFrame([_sized_row()]), main_tasks=("a",))
+    second = preconditions.margins(pd.DataFrame([_sized_row(model="m2", zs_sketch=40.0,
+                                                            zs_cartoon=44.0)]),
+                                   main_tasks=("a",))
+    r = preconditions.run_to_run(first, second).set_index("mark")
+    dom = r.loc["shifted domains harder"]
+    # the smallest gap moved from sketch to cartoon and past the mark
+    assert (dom["quantity 1"], dom["quantity 2"], dom.change, dom.flips) == (
+        "photo - sketch", "photo - cartoon", 2.0, True)
+    halves = [(t.high - t.low).iloc[2] / 2 for t in (first, second)]
+    assert dom["test noise"] == pytest.approx(np.hypot(*halves))
+    assert r.flips.tolist() == [False, False, True, False]
+    assert r.loc["base ~ new", "change"] == 0.0
+
+
+def test_run_to_run_refuses_mixed_or_mismatched_tables():
+    two = preconditions.margins(pd.DataFrame([_sized_row(), _sized_row(model="m2")]), ("a",))
+    one = preconditions.margins(pd.DataFrame([_sized_row()]), ("a",))
+    with pytest.raises(ValueError, match="first holds 2 models"):
+        preconditions.run_to_run(two, one)
+    other_task = preconditions.margins(pd.DataFrame([_sized_row(task="b")]), ("b",))
+    with pytest.raises(ValueError, match="same \\(task, mark\\) rows"):
+        preconditions.run_to_run(one, other_task)
+
+
+def _images_of(row) -> str:
+    """Which images a recorded result row evaluates, in LATER_USE's words."""
+    halves = {"base", "new", "hm", "base-to-new"}
+    if str(row["split"]) in halves or str(row["metric"]) in halves:
+        return "base and new halves"
+    return "photo" if str(row["domain"]) in ("photo", "nan") else "shifted domains"
+
+
+def test_later_use_covers_every_evaluation_in_the_committed_results():
+    root = pathlib.Path(__file__).resolve().parent.parent / "results"
+    frames = [pd.read_csv(f, usecols=["experiment", "dataset", "eval_model", "split", "domain",
+                                      "metric"]).drop_duplicates()
+              for f in sorted(root.glob("0[1-7]_*/*.csv"))]
+    assert frames, "no committed results under results/"
+    rows = pd.concat(frames)
+    rows = rows[rows.dataset.isin(world.MAIN_TASKS) & rows.eval_model.str.startswith("tiny-")]
+    rows = rows.assign(nb=rows.experiment.str[:2], images=rows.apply(_images_of, axis=1))
+    missing = [(nb, m, t, i) for nb, m, t, i in
+               rows[["nb", "eval_model", "dataset", "images"]].drop_duplicates().itertuples(
+                   index=False)
+               if not any(u.split()[0] == nb for u in preconditions.later_use(m, t, i))]
+    assert not missing, f"add these to preconditions.LATER_USE: {missing}"
+
+
+def test_later_use_lists_notebooks_in_order_and_refuses_unknown_images():
+    assert preconditions.later_use("tiny-v1", "objects", "photo")[0].startswith("01 ")
+    uses = preconditions.later_use("tiny-v1", "objects", "photo")
+    assert [u.split()[0] for u in uses] == sorted(u.split()[0] for u in uses)
+    assert preconditions.later_use("tiny-v2-validation", "objects", "photo") == []
+    with pytest.raises(ValueError, match="images='sketch': use one of"):
+        preconditions.later_use("tiny-v1", "objects", "sketch")

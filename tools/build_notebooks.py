@@ -7,7 +7,11 @@ The scripts are the source of truth (clean diffs); `make notebooks` rebuilds the
 those of the executed notebook, cell for cell, and their outputs are carried over, so a
 corrected sentence does not cost a rerun. If any code cell differs the notebook is left as it
 is and the script says which cell: rebuild without the flag and execute it again.
+
+Cell ids come from each cell's type and source (a hash, with a counter for repeated cells),
+so a rebuild changes only the ids of the cells that changed and the diffs stay readable.
 """
+import hashlib
 import pathlib
 import sys
 
@@ -22,11 +26,22 @@ def build(src: pathlib.Path, keep_outputs: bool = False) -> pathlib.Path:
     nb.metadata["kernelspec"] = KERNEL
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata.pop("jupytext", None)
+    stable_ids(nb)
     out = ROOT / "notebooks" / (src.stem + ".ipynb")
     if keep_outputs:
         carry_outputs(jupytext.read(out, fmt="ipynb"), nb, out)
     jupytext.write(nb, out, fmt="ipynb")
     return out
+
+
+def stable_ids(nb) -> None:
+    """Give every cell an id that depends only on its type and source: unchanged cells keep
+    their ids across rebuilds (jupytext draws random ones). A repeated cell gets -2, -3, ..."""
+    seen: dict[str, int] = {}
+    for cell in nb.cells:
+        digest = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()[:12]
+        seen[digest] = seen.get(digest, 0) + 1
+        cell["id"] = digest if seen[digest] == 1 else f"{digest}-{seen[digest]}"
 
 
 def carry_outputs(old, new, path) -> None:
@@ -44,9 +59,15 @@ def carry_outputs(old, new, path) -> None:
                      "execute the notebook again")
         b.outputs, b.execution_count = a.outputs, a.execution_count
         b.metadata = {**a.metadata, **b.metadata}
-    for key in ("papermill",):
-        if key in old.metadata:
-            new.metadata[key] = old.metadata[key]
+    old_text = [c for c in old.cells if c.cell_type != "code"]
+    new_text = [c for c in new.cells if c.cell_type != "code"]
+    if len(old_text) == len(new_text):  # papermill's per-cell record of the run it was part of
+        for a, b in zip(old_text, new_text):
+            b.metadata = {**a.metadata, **b.metadata}
+    # what the run recorded (papermill, the kernel's language_info, widget state) stays
+    for key, value in old.metadata.items():
+        if key in ("papermill", "language_info") or key not in new.metadata:
+            new.metadata[key] = value
 
 
 if __name__ == "__main__":
