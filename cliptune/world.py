@@ -579,7 +579,9 @@ CHOICES = (
             "update read photos so well that its zero-shot left the range and sat closer to "
             "its frozen features than the ceiling mark allows, base ~ new failed on shapes and "
             "on one update's textures, and some domain gaps stayed or became narrow (notebook "
-            "00 prints each round's missed marks)"},
+            "00 prints each round's missed marks). Which marks an update misses also changes "
+            "between two pretraining runs of the same recipe (replicates N23c, N23r), so no "
+            "recipe change can be judged by these marks from one run"},
     {"choice": "a third update (tiny-v2-validation) for choosing designs only",
      "why": "the reported updates are touched once, for the result"},
 )
