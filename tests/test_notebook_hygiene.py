@@ -1,5 +1,6 @@
 """What every notebook promises its users: checked parameters, the mode printed, progress
 bars, outputs reported, and committed outputs free of machine paths, warnings and bare hashes."""
+import importlib.util
 import inspect
 import json
 import pathlib
@@ -56,3 +57,25 @@ def test_text_progress_bars_go_to_stderr(monkeypatch, capsys):
     for _ in runtime.progress(range(3), desc="hidden"):
         pass
     assert "hidden" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_committed_notebook_matches_its_source(src):
+    """The .ipynb a user opens holds exactly its script's cells (a markdown edit rebuilt with
+    tools/build_notebooks.py --keep-outputs, a code edit rebuilt and executed), with the
+    ids that build gives them."""
+    import jupytext
+    import nbformat
+    spec = importlib.util.spec_from_file_location("build_notebooks",
+                                                  ROOT / "tools" / "build_notebooks.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    want = jupytext.read(src, fmt="py:percent")
+    build.stable_ids(want)
+    have = nbformat.read(ROOT / "notebooks" / f"{src.stem}.ipynb", as_version=4)
+    cells = lambda nb: [(c.cell_type, c.source.strip(), c.id) for c in nb.cells  # noqa: E731
+                        if "injected-parameters" not in c.metadata.get("tags", [])]
+    assert cells(have) == cells(want), (
+        f"notebooks/{src.stem}.ipynb differs from its source: run "
+        f"`python tools/build_notebooks.py --keep-outputs {src.relative_to(ROOT)}` after a "
+        "markdown edit, or rebuild and execute it after a code edit")
