@@ -201,6 +201,23 @@ def _against(mark: float, gap: float, lo: float, hi: float) -> str:
     return f"gap {gap:.1f}, 95% interval over test images [{lo:.1f}, {hi:.1f}]; {where}"
 
 
+def _size(r, key):
+    """A test-set size from a table row (``n_<domain>``, ``n_base``, ``n_new``), or None where
+    the table does not hold it."""
+    import pandas as pd
+    return int(r[key]) if key in r.index and not pd.isna(r[key]) else None
+
+
+def _base_new_gap(r):
+    """The base/new gap of a row read from its larger half ("base - new" or "new - base", since
+    the mark bounds the gap's size), with its :func:`gap_interval`: (label, gap, low, high);
+    None where the row lacks the halves' test-set sizes."""
+    if not (_size(r, "n_base") and _size(r, "n_new")):
+        return None
+    g, lo, hi = gap_interval(r["zs_base"], _size(r, "n_base"), r["zs_new"], _size(r, "n_new"))
+    return ("base - new", g, lo, hi) if g >= 0 else ("new - base", -g, -hi, -lo)
+
+
 def shortfalls(table, main_tasks, targets: Targets = Targets()) -> list[str]:
     """One sentence per failed precondition of a main task: the measured value, the mark it
     missed and by how many points (``table`` as for :func:`verdicts`). Where the table holds
@@ -208,8 +225,6 @@ def shortfalls(table, main_tasks, targets: Targets = Targets()) -> list[str]:
     them), a missed domain or base/new gap also gets its interval (:func:`gap_interval`)
     and whether the mark lies inside it."""
     out = []
-    size = lambda r, key: (r[key] if key in r.index and not np.isnan(r[key])  # noqa: E731
-                           else None)
     for _, r in table[table.task.isin(main_tasks)].iterrows():
         zs, res = _row_checks(r, table.columns, targets)
         where, photo = f"{r['model']} / {r['task']}", zs["photo"]
@@ -227,21 +242,17 @@ def shortfalls(table, main_tasks, targets: Targets = Targets()) -> list[str]:
             out.append(f"{where}: " + ", ".join(f"{d} {v:.1f}" for d, v in close.items())
                        + f" within {targets.domain_gap:.0f} points of photo {photo:.1f}")
             for d, v in close.items():
-                if size(r, "n_photo") and size(r, f"n_{d}"):
+                if _size(r, "n_photo") and _size(r, f"n_{d}"):
                     out[-1] += (f" (photo - {d}: " + _against(targets.domain_gap, *gap_interval(
-                        photo, size(r, "n_photo"), v, size(r, f"n_{d}"))) + ")")
+                        photo, _size(r, "n_photo"), v, _size(r, f"n_{d}"))) + ")")
         if not res["base ~ new"]:
             gap = abs(r["zs_base"] - r["zs_new"])
             out.append(f"{where}: base {r['zs_base']:.1f} vs new {r['zs_new']:.1f}, "
                        f"{gap - targets.base_new_gap:.1f} points beyond {targets.base_new_gap:.0f}"
                        if r["same_evidence"] else
                        f"{where}: base and new classes do not need the same kind of evidence")
-            if r["same_evidence"] and size(r, "n_base") and size(r, "n_new"):
-                g, lo, hi = gap_interval(r["zs_base"], size(r, "n_base"), r["zs_new"],
-                                         size(r, "n_new"))
-                label = "base - new" if g >= 0 else "new - base"
-                if g < 0:  # the mark bounds the gap's size: read it from the larger half
-                    g, lo, hi = -g, -hi, -lo
+            if r["same_evidence"] and _base_new_gap(r):
+                label, g, lo, hi = _base_new_gap(r)
                 out[-1] += f" ({label}: " + _against(targets.base_new_gap, g, lo, hi) + ")"
     return out
 
@@ -320,16 +331,14 @@ def margins(table, main_tasks, targets: Targets = Targets()):
     Quantities: photo zero-shot (against the nearer end of its range); ceiling minus photo
     zero-shot (no interval: both are scored on the same images); the smallest gap between
     photo and a shifted domain; |base - new|. ``quantity`` names it ("photo zero-shot",
-    "ceiling - photo", "photo - sketch", "new - base"). One row per (model, task, mark), in ``table``'s row order, so two runs'
-    marks line up by (task, mark)."""
+    "ceiling - photo", "photo - sketch", "new - base"). One row per (model, task, mark), in
+    ``table``'s row order, so two runs' marks line up by (task, mark)."""
     import pandas as pd
     rows = []
-    size = lambda r, key: (int(r[key]) if key in r.index and not pd.isna(r[key])  # noqa: E731
-                           else None)
     for _, r in table[table.task.isin(main_tasks)].iterrows():
         zs, res = _row_checks(r, table.columns, targets)
-        photo, interval, where = zs["photo"], (np.nan, np.nan), ""
-        n = size(r, "n_photo")
+        photo, interval = zs["photo"], (np.nan, np.nan)
+        n = _size(r, "n_photo")
         low, high = targets.zero_shot_low, targets.zero_shot_high
         line = low if photo - low < high - photo else high
         if n:
@@ -344,14 +353,12 @@ def margins(table, main_tasks, targets: Targets = Targets()):
         if shifted:
             where = min(shifted, key=shifted.get)
             interval = (np.nan, np.nan)
-            if n and size(r, f"n_{where}"):
-                interval = gap_interval(photo, n, zs[where], size(r, f"n_{where}"))[1:]
+            if n and _size(r, f"n_{where}"):
+                interval = gap_interval(photo, n, zs[where], _size(r, f"n_{where}"))[1:]
             marks.append(("shifted domains harder", shifted[where], targets.domain_gap,
                           shifted[where] - targets.domain_gap, interval, f"photo - {where}"))
-        gap, interval = abs(r["zs_base"] - r["zs_new"]), (np.nan, np.nan)
-        if size(r, "n_base") and size(r, "n_new"):
-            g, lo, hi = gap_interval(r["zs_base"], size(r, "n_base"), r["zs_new"], size(r, "n_new"))
-            interval = (lo, hi) if g >= 0 else (-hi, -lo)  # of the larger half minus the other
+        gap, halves = abs(r["zs_base"] - r["zs_new"]), _base_new_gap(r)
+        interval = halves[2:] if halves else (np.nan, np.nan)
         marks.append(("base ~ new", gap, targets.base_new_gap,
                       targets.base_new_gap - gap if r["same_evidence"] else np.nan, interval,
                       ("base - new" if r["zs_base"] >= r["zs_new"] else "new - base")
@@ -361,8 +368,8 @@ def margins(table, main_tasks, targets: Targets = Targets()):
                          "line": line_, "margin": margin, "low": lo, "high": hi,
                          "inside": bool(lo <= line_ <= hi), "verdict": "PASS" if res[mark]
                          else "FAIL", "quantity": quantity})
-    return pd.DataFrame(rows, columns=["model", "task", "mark", "quantity", "value", "line", "margin",
-                                       "low", "high", "inside", "verdict"])
+    return pd.DataFrame(rows, columns=["model", "task", "mark", "quantity", "value", "line",
+                                       "margin", "low", "high", "inside", "verdict"])
 
 
 def run_to_run(first, second):

@@ -1,10 +1,8 @@
-import importlib.util
 import pathlib
 
-PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_reproduce.py"
-spec = importlib.util.spec_from_file_location("bench_reproduce", PATH)
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+from tool_loader import load_tool
+
+bench = load_tool("benchmarks/bench_reproduce.py")
 
 BOOKS = [f"notebooks/{n}_x.ipynb" for n in ("00", "01", "02", "03", "04", "05", "06", "07")]
 

@@ -1,15 +1,10 @@
 """tools/build_notebooks.py: stable cell ids; --keep-outputs: markdown edits keep outputs, code
 edits refuse."""
-import importlib.util
-import pathlib
-
 import nbformat
 import pytest
+from tool_loader import load_tool
 
-PATH = pathlib.Path(__file__).resolve().parent.parent / "tools" / "build_notebooks.py"
-spec = importlib.util.spec_from_file_location("build_notebooks", PATH)
-build_notebooks = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(build_notebooks)
+build_notebooks = load_tool("tools/build_notebooks.py")
 
 
 def _nb(markdown, code):

@@ -1,6 +1,5 @@
 """What every notebook promises its users: checked parameters, the mode printed, progress
 bars, outputs reported, and committed outputs free of machine paths, warnings and bare hashes."""
-import importlib.util
 import inspect
 import json
 import pathlib
@@ -9,6 +8,7 @@ import re
 import pytest
 
 from cliptune import protocols, runtime
+from tool_loader import load_tool
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
@@ -64,14 +64,8 @@ def test_committed_notebook_matches_its_source(src):
     """The .ipynb a user opens holds exactly its script's cells (a markdown edit rebuilt with
     tools/build_notebooks.py --keep-outputs, a code edit rebuilt and executed), with the
     ids that build gives them."""
-    import jupytext
     import nbformat
-    spec = importlib.util.spec_from_file_location("build_notebooks",
-                                                  ROOT / "tools" / "build_notebooks.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    want = jupytext.read(src, fmt="py:percent")
-    build.stable_ids(want)
+    want = load_tool("tools/build_notebooks.py").from_script(src)
     have = nbformat.read(ROOT / "notebooks" / f"{src.stem}.ipynb", as_version=4)
     cells = lambda nb: [(c.cell_type, c.source.strip(), c.id) for c in nb.cells  # noqa: E731
                         if "injected-parameters" not in c.metadata.get("tags", [])]

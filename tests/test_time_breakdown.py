@@ -1,12 +1,7 @@
-import importlib.util
-import pathlib
-
 import pytest
+from tool_loader import load_tool
 
-PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "time_breakdown.py"
-spec = importlib.util.spec_from_file_location("time_breakdown", PATH)
-time_breakdown = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(time_breakdown)
+time_breakdown = load_tool("benchmarks/time_breakdown.py")
 
 
 def code(src, seconds=None):

@@ -21,12 +21,18 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 KERNEL = {"name": "cliptune", "display_name": "Python 3 (cliptune)", "language": "python"}
 
 
-def build(src: pathlib.Path, keep_outputs: bool = False) -> pathlib.Path:
+def from_script(src: pathlib.Path):
+    """The notebook that ``src`` builds, without outputs: its cells, with their stable ids."""
     nb = jupytext.read(src, fmt="py:percent")
     nb.metadata["kernelspec"] = KERNEL
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata.pop("jupytext", None)
     stable_ids(nb)
+    return nb
+
+
+def build(src: pathlib.Path, keep_outputs: bool = False) -> pathlib.Path:
+    nb = from_script(src)
     out = ROOT / "notebooks" / (src.stem + ".ipynb")
     if keep_outputs:
         carry_outputs(jupytext.read(out, fmt="ipynb"), nb, out)

@@ -419,6 +419,8 @@ print("each trial at its last logged step (accuracy, %, learning-curve splits)")
 # %%
 trial_pre = pd.DataFrame([{"model": label, **row} for label, t in trials.items()
                           for row in t.get("preconditions", [])])
+# each reported update's replicate (its recipe, another seed): measures only, never adopted
+REPLICATES = {"tiny-v2-continued": "N23c", "tiny-v2-retrained": "N23r"}
 if len(trial_pre):
     trial_checks, trial_enough = preconditions.verdicts(trial_pre, world.MAIN_TASKS)
     with pd.option_context("display.max_rows", 300):  # every trial's rows, none elided
@@ -428,7 +430,7 @@ if len(trial_pre):
         display(trial_checks[trial_checks["main task"]].drop(columns="main task")
                 .set_index(["model", "task"]))
     for label, ok in trial_enough.items():
-        replicate = label.split()[0] in ("N23c", "N23r")  # measures only, never adopted
+        replicate = label.split()[0] in REPLICATES.values()
         print(f"{label}: " + (("passes" if ok else "fails") + " the candidate test, as a "
                               "replicate that is never adopted" if replicate
                               else "a candidate" if ok else "not a candidate"))
@@ -438,7 +440,7 @@ if len(trial_pre):
     for round_name, keys in {"the zoo's updates (N21c, N21r, N21v)": ("N21c", "N21r", "N21v"),
                              "on tiny-v1's domain mix (N22c, N22r, N22v)": ("N22c", "N22r", "N22v"),
                              "the reported updates' recipes, another seed (N23c, N23r)":
-                             ("N23c", "N23r")}.items():
+                             tuple(REPLICATES.values())}.items():
         rows = trial_checks[trial_checks["main task"]
                             & trial_checks.model.str.split().str[0].isin(keys)]
         missed = [f"{r['model'].split()[0]} {r['task']} '{m}'" for _, r in rows.iterrows()
@@ -570,7 +572,6 @@ for _, r in fails.iterrows():
 # run-to-run variation of pretraining, which no larger test set removes.
 
 # %%
-REPLICATES = {"tiny-v2-continued": "N23c", "tiny-v2-retrained": "N23r"}  # trial keys
 replicate_label = {k: label for label in trials for k in REPLICATES.values()
                    if label.split()[0] == k}
 if not set(REPLICATES) <= set(MEASURED) or not set(replicate_label) == set(REPLICATES.values()):
