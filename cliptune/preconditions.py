@@ -394,3 +394,151 @@ def run_to_run(first, second):
     both["flips"] = both["verdict 1"] != both["verdict 2"]
     return both[["task", "mark", "quantity 1", "value 1", "verdict 1", "quantity 2", "value 2",
                  "verdict 2", "change", "test noise", "flips"]]
+
+
+def run_spread(runs):
+    """How far each mark's quantity spreads between pretraining runs of one recipe, pooled over
+    recipes and tasks: ``runs`` stacks :func:`margins` tables of several runs, with a
+    ``recipe`` column naming the recipe each run (its ``model``) was pretrained with. Per mark:
+    the pooled run-to-run sd (sum of squared deviations from each (recipe, task) mean over the
+    pooled degrees of freedom, sum of n - 1), its degrees of freedom, and the 95% interval of
+    the sd (chi-square; with a few degrees of freedom it is wide, and it is printed so)."""
+    import pandas as pd
+    from scipy import stats
+    runs = _signed(runs, "run_spread")
+    rows = []
+    for mark, g in runs.groupby("mark", sort=False):
+        groups = g.groupby(["recipe", "task"])["value"]
+        ss = float(groups.apply(lambda v: ((v - v.mean()) ** 2).sum()).sum())
+        df = int((groups.count() - 1).sum())
+        sd = float(np.sqrt(ss / df)) if df else np.nan
+        low, high = ((float(np.sqrt(ss / stats.chi2.ppf(q, df))) for q in (0.975, 0.025))
+                     if df else (np.nan, np.nan))
+        rows.append({"mark": mark, "sd": sd, "df": df, "sd low": low, "sd high": high})
+    out = pd.DataFrame(rows, columns=["mark", "sd", "df", "sd low", "sd high"])
+    if not (out.df > 0).any():
+        raise ValueError("run_spread: no (recipe, task) holds two runs; a spread between runs "
+                         "needs a recipe pretrained at least twice (a replicate)")
+    return out
+
+
+def pass_chance(runs, spread, targets: Targets = Targets()):
+    """The chance that another pretraining run of each recipe passes each mark, and every mark.
+
+    ``runs`` as for :func:`run_spread`; ``spread`` its result. A new run's quantity is taken as
+    normal around the mean of the recipe's n runs with the predictive sd, sd * sqrt(1 + 1/n)
+    (the mean is itself an estimate), so a recipe with one run borrows the pooled sd of the
+    recipes that have replicates; the base/new gap is signed (base - new), as in
+    :func:`run_spread`. ``chance`` uses the sd, ``chance low`` / ``chance high`` the
+    ends of its interval that make passing least / most likely. Returns (per mark: recipe,
+    task, mark, runs, mean, chance...; per recipe: the product over its marks, which treats
+    the marks as independent: a rough guide, not a test)."""
+    import pandas as pd
+    runs = _signed(runs, "pass_chance")
+    sds = spread.set_index("mark")
+    missing = sorted(set(runs["mark"]) - set(sds.index))
+    if missing:
+        raise ValueError(f"pass_chance: spread has no sd for marks {missing}; compute it with "
+                         "run_spread on the same runs")
+    def chance(mark, mean, sd):
+        if np.isnan(sd):
+            return np.nan
+        sd = max(sd, 1e-12)  # no run moved it: the mean passes or not, for certain
+        if mark == "zero-shot in range":
+            return _between(mean, sd, targets.zero_shot_low, targets.zero_shot_high)
+        if mark == "base ~ new":  # the signed gap inside [-line, line]
+            return _between(mean, sd, -targets.base_new_gap, targets.base_new_gap)
+        line = targets.ceiling_gap if mark == "ceiling above zero-shot" else targets.domain_gap
+        return _between(mean, sd, line, np.inf)
+
+    rows = []
+    for (recipe, task, mark), g in runs.groupby(["recipe", "task", "mark"], sort=False):
+        n, mean = len(g), float(g["value"].mean())
+        inflate = float(np.sqrt(1 + 1 / n))
+        by_sd = {k: chance(mark, mean, sds.loc[mark, k] * inflate)
+                 for k in ("sd", "sd low", "sd high")}
+        rows.append({"recipe": recipe, "task": task, "mark": mark, "runs": n, "mean": mean,
+                     "predictive sd": sds.loc[mark, "sd"] * inflate, "chance": by_sd["sd"],
+                     "chance low": min(by_sd["sd low"], by_sd["sd high"]),
+                     "chance high": max(by_sd["sd low"], by_sd["sd high"])})
+    per_mark = pd.DataFrame(rows)
+    per_recipe = (per_mark.groupby("recipe", sort=False)
+                  .agg(runs=("runs", "max"), marks=("mark", "size"),
+                       chance=("chance", "prod"), **{"chance low": ("chance low", "prod"),
+                                                     "chance high": ("chance high", "prod")})
+                  .reset_index())
+    return per_mark, per_recipe
+
+
+def base_new_best_case(spread, targets: Targets = Targets()) -> float:
+    """The chance that one run passes the base ~ new mark on one task even when its recipe's
+    true base/new gap is zero: 2 Phi(line / sd) - 1, the sd being ``spread``'s run-to-run sd of
+    the signed gap. No recipe choice does better on these class splits; only a smaller spread
+    (more classes in each half, or runs that vary less) does."""
+    sd = float(spread.set_index("mark").loc["base ~ new", "sd"])
+    return _between(0.0, sd, -targets.base_new_gap, targets.base_new_gap)
+
+
+def clearance(spread, n_marks: int, joint: float = 0.9, targets: Targets = Targets()):
+    """What a recipe would need for one pretraining run to pass all ``n_marks`` marks together
+    with chance ``joint``: each mark must then pass with chance joint ** (1 / n_marks), so a
+    recipe's true quantity must sit z run-to-run sds inside its line (z the normal quantile of
+    that chance; marks treated as independent). Per mark: the chance each mark needs, z, and
+    the quantity a recipe needs, ``at least`` and / or ``at most`` (photo zero-shot: a range;
+    the base/new gap: |base - new| at most, ``reachable`` False where even a true gap of zero
+    falls short, see :func:`base_new_best_case`)."""
+    import pandas as pd
+    from statistics import NormalDist
+    if not 0 < joint < 1 or n_marks < 1:
+        raise ValueError(f"clearance: joint={joint} must lie in (0, 1) and n_marks={n_marks} "
+                         "be at least 1")
+    each = joint ** (1 / n_marks)
+    z = NormalDist().inv_cdf(each)
+    rows = []
+    for _, r in spread.iterrows():
+        room, least, most = z * r.sd, np.nan, np.nan
+        if r.mark == "zero-shot in range":
+            least, most = targets.zero_shot_low + room, targets.zero_shot_high - room
+        elif r.mark == "base ~ new":  # |base - new|; the signed gap must stay in [-line, line]
+            most = _largest_gap(r.sd, each, targets.base_new_gap)
+        else:
+            least = room + (targets.ceiling_gap if r.mark == "ceiling above zero-shot"
+                            else targets.domain_gap)
+        rows.append({"mark": r.mark, "sd": r.sd, "chance each": each, "z": z,
+                     "at least": least, "at most": most,
+                     "reachable": not (np.isnan(least) and np.isnan(most))})
+    return pd.DataFrame(rows)
+
+
+def _between(mean: float, sd: float, low: float, high: float) -> float:
+    """The chance that a normal quantity (``mean``, ``sd``) lands inside [low, high]."""
+    from statistics import NormalDist
+    phi = NormalDist().cdf
+    return (phi((high - mean) / sd) if high < np.inf else 1.0) - phi((low - mean) / sd)
+
+
+def _largest_gap(sd: float, chance: float, line: float) -> float:
+    """The largest true |base - new| gap at which a run's signed gap, normal with ``sd``, stays
+    inside [-line, line] with ``chance`` (bisection; NaN where a gap of zero falls short)."""
+    if _between(0.0, sd, -line, line) < chance:
+        return np.nan
+    lo, hi = 0.0, line
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _between(mid, sd, -line, line) >= chance else (lo, mid)
+    return lo
+
+
+def _signed(runs, who: str):
+    """``runs`` checked, with the base/new gap turned signed (base - new); rows of a task whose
+    halves need different evidence (no base ~ new mark) are left out of that mark."""
+    for col in ("recipe", "model", "task", "mark", "quantity", "value"):
+        if col not in runs.columns:
+            raise ValueError(f"{who}: runs has no {col!r} column; stack margins() tables of "
+                             "each run and add a 'recipe' column naming the recipe each run used")
+    bn = runs["mark"] == "base ~ new"
+    keep = ~bn | runs["quantity"].isin(["base - new", "new - base"])
+    out = runs[keep].copy()
+    flip = (out["mark"] == "base ~ new") & (out["quantity"] == "new - base")
+    out.loc[flip, "value"] = -out.loc[flip, "value"]
+    return out

@@ -228,6 +228,108 @@ def test_run_to_run_refuses_mixed_or_mismatched_tables():
         preconditions.run_to_run(one, other_task)
 
 
+def _runs(*rows_by_recipe):
+    """margins() of each (recipe, row) stacked, as run_spread and pass_chance take them."""
+    return pd.concat([preconditions.margins(pd.DataFrame([row]), ("a",)).assign(recipe=recipe)
+                      for recipe, row in rows_by_recipe], ignore_index=True)
+
+
+def test_run_spread_pools_the_deviations_of_each_recipe_from_its_own_mean():
+    # recipe r: photo 50 and 54; recipe q: photo 60 and 60 -> deviations (2, 2, 0, 0), 2 df
+    runs = _runs(("r", _sized_row(model="r1")), ("r", _sized_row(model="r2", zs_photo=54.0)),
+                 ("q", _sized_row(model="q1", zs_photo=60.0)),
+                 ("q", _sized_row(model="q2", zs_photo=60.0)))
+    sp = preconditions.run_spread(runs).set_index("mark")
+    zs = sp.loc["zero-shot in range"]
+    assert (zs.sd, zs.df) == (pytest.approx(np.sqrt(8 / 2)), 2)
+    assert zs["sd low"] < zs.sd < zs["sd high"]
+    assert sp.loc["base ~ new", "sd"] == 0.0  # no run moved base or new
+
+
+def test_run_spread_reads_the_base_new_gap_with_its_sign():
+    # base - new = -11 in one run and +11 in the other: the signed gap moved by 22
+    runs = _runs(("r", _sized_row(model="r1")),
+                 ("r", _sized_row(model="r2", zs_base=61.0, zs_new=50.0)))
+    sd = preconditions.run_spread(runs).set_index("mark").loc["base ~ new", "sd"]
+    assert sd == pytest.approx(np.sqrt((11.0 ** 2 + 11.0 ** 2) / 1))
+
+
+def test_run_spread_needs_a_recipe_column_and_a_replicate():
+    one = preconditions.margins(pd.DataFrame([_sized_row()]), ("a",))
+    with pytest.raises(ValueError, match="no 'recipe' column"):
+        preconditions.run_spread(one)
+    with pytest.raises(ValueError, match="pretrained at least twice"):
+        preconditions.run_spread(one.assign(recipe="r"))
+
+
+def test_pass_chance_of_a_mark_met_on_average_exactly_is_one_half():
+    # two runs whose smallest domain gap is 3 and 7: the mean sits on the line of 5
+    runs = _runs(("r", _sized_row(model="r1", zs_sketch=47.0)),
+                 ("r", _sized_row(model="r2", zs_sketch=43.0, zs_cartoon=30.0)))
+    spread = preconditions.run_spread(runs)
+    per_mark, per_recipe = preconditions.pass_chance(runs, spread)
+    m = per_mark.set_index("mark")
+    dom = m.loc["shifted domains harder"]
+    assert (dom.runs, dom["mean"], dom.chance) == (2, 5.0, pytest.approx(0.5))
+    # predictive sd: the pooled sd (sqrt(8)) times sqrt(1 + 1/2)
+    assert dom["predictive sd"] == pytest.approx(np.sqrt(8.0) * np.sqrt(1.5))
+    assert (per_mark["chance low"] <= per_mark.chance + 1e-12).all()
+    assert (per_mark.chance <= per_mark["chance high"] + 1e-12).all()
+    assert per_recipe.set_index("recipe").loc["r", "chance"] == pytest.approx(
+        per_mark.chance.prod())
+
+
+def test_pass_chance_gives_a_recipe_of_one_run_the_pooled_spread():
+    from statistics import NormalDist
+    runs = _runs(("r", _sized_row(model="r1")), ("r", _sized_row(model="r2", zs_photo=54.0)),
+                 ("one", _sized_row(model="o", zs_base=55.0, zs_new=55.0)))
+    spread = preconditions.run_spread(runs)
+    per_mark, _ = preconditions.pass_chance(runs, spread)
+    o = per_mark[per_mark.recipe == "one"].set_index("mark")
+    sd = np.sqrt(8.0 / 1) * np.sqrt(2.0)  # r's spread, inflated for a mean of one run
+    phi = NormalDist().cdf
+    assert o.loc["zero-shot in range", "chance"] == pytest.approx(
+        phi((75 - 50) / sd) - phi((35 - 50) / sd))
+    # base ~ new: no run moved it, so its spread is zero and a gap of 0 passes for certain
+    assert o.loc["base ~ new", "chance"] == 1.0
+
+
+def test_pass_chance_needs_the_spread_of_every_mark():
+    runs = _runs(("r", _sized_row(model="r1")), ("r", _sized_row(model="r2", zs_photo=54.0)))
+    spread = preconditions.run_spread(runs)
+    with pytest.raises(ValueError, match="no sd for marks \\['base ~ new'\\]"):
+        preconditions.pass_chance(runs, spread[spread.mark != "base ~ new"])
+
+
+def test_base_new_best_case_is_the_chance_a_zero_gap_stays_inside_the_line():
+    spread = pd.DataFrame([{"mark": "base ~ new", "sd": 10.0 / 1.959964}])
+    assert preconditions.base_new_best_case(spread) == pytest.approx(0.95, abs=1e-6)
+
+
+def test_clearance_puts_each_line_z_run_sds_inside_and_finds_unreachable_gaps():
+    from statistics import NormalDist
+    phi = NormalDist().cdf
+    spread = pd.DataFrame([{"mark": "shifted domains harder", "sd": 4.0},
+                           {"mark": "zero-shot in range", "sd": 3.0},
+                           {"mark": "base ~ new", "sd": 2.0}])
+    c = preconditions.clearance(spread, n_marks=3, joint=0.9).set_index("mark")
+    z = NormalDist().inv_cdf(0.9 ** (1 / 3))
+    assert c.loc["shifted domains harder", "at least"] == pytest.approx(5 + z * 4.0)
+    assert c.loc["zero-shot in range", ["at least", "at most"]].tolist() == pytest.approx(
+        [35 + z * 3.0, 75 - z * 3.0])
+    most = c.loc["base ~ new", "at most"]
+    assert 0 < most < 10
+    assert phi((10 - most) / 2.0) - phi((-10 - most) / 2.0) == pytest.approx(0.9 ** (1 / 3))
+    wide = preconditions.clearance(spread.assign(sd=10.0), n_marks=1, joint=0.9)
+    assert not wide.set_index("mark").loc["base ~ new", "reachable"]  # 2 Phi(1) - 1 < 0.9
+
+
+def test_clearance_refuses_a_chance_outside_zero_one():
+    spread = pd.DataFrame([{"mark": "base ~ new", "sd": 2.0}])
+    with pytest.raises(ValueError, match="joint=1.0 must lie in \\(0, 1\\)"):
+        preconditions.clearance(spread, n_marks=3, joint=1.0)
+
+
 def _images_of(row) -> str:
     """Which images a recorded result row evaluates, in LATER_USE's words."""
     halves = {"base", "new", "hm", "base-to-new"}

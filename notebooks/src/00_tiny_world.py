@@ -574,15 +574,19 @@ for _, r in fails.iterrows():
 # %%
 replicate_label = {k: label for label in trials for k in REPLICATES.values()
                    if label.split()[0] == k}
-if not set(REPLICATES) <= set(MEASURED) or not set(replicate_label) == set(REPLICATES.values()):
-    print("skipped: needs the updates measured (not in a fast run) and trials "
-          + ", ".join(REPLICATES.values()) + " in data/zoo/trials.json")
+replicated = (set(REPLICATES) <= set(MEASURED)
+              and set(replicate_label) == set(REPLICATES.values()))
+SKIPPED = ("skipped: needs the updates measured (not in a fast run) and trials "
+           + ", ".join(REPLICATES.values()) + " in data/zoo/trials.json")
+if not replicated:
+    print(SKIPPED)
 else:
-    runs = pd.concat([preconditions.run_to_run(
-        marks_table[marks_table.model == name],
-        preconditions.margins(trial_pre[trial_pre.model == replicate_label[k]],
-                              world.MAIN_TASKS, targets)).assign(update=name)
-        for name, k in REPLICATES.items()]).reset_index(drop=True)
+    replicate_marks = {name: preconditions.margins(
+        trial_pre[trial_pre.model == replicate_label[k]], world.MAIN_TASKS, targets)
+        for name, k in REPLICATES.items()}
+    runs = pd.concat([preconditions.run_to_run(marks_table[marks_table.model == name],
+                                               replicate_marks[name]).assign(update=name)
+                      for name in REPLICATES]).reset_index(drop=True)
     with pd.option_context("display.max_rows", 100, "display.max_columns", None,
                            "display.width", 200):
         display(runs.set_index(["update", "task", "mark"]).round(1))
@@ -606,6 +610,73 @@ else:
         print(f"  the replicate's {r['update']} / {r.task} misses '{r.mark}' "
               f"({r['quantity 2']} {r['value 2']:.1f}), which the zoo's run passes "
               f"({r['quantity 1']} {r['value 1']:.1f})")
+
+# %% [markdown]
+# ### How likely is one run of each recipe to pass every mark?
+#
+# The replicates turn a verdict into a chance. Each pair (the zoo's run and its replicate)
+# gives the spread of every checked quantity between two runs of one recipe; pooled over the
+# two recipes and the three main tasks, that is a run-to-run sd per mark
+# (`preconditions.run_spread`), printed with its 95 per cent interval, which is wide because six
+# pairs give six degrees of freedom. The base/new gap enters with its sign, since a run can
+# turn it around. `preconditions.pass_chance` then takes another run's quantity as normal
+# around its recipe's mean, with that sd widened by sqrt(1 + 1/n) for a mean of n runs, and
+# reads off the chance that the run passes each mark. `tiny-v1` and the validation update
+# have one run each and borrow the pooled sd: an assumption, since their recipes differ. A
+# recipe's chance of passing every mark multiplies its marks' chances, which treats them as
+# independent (they share the photo zero-shot): a rough guide to how often, not a test.
+#
+# The last table turns the question around (`preconditions.clearance`): for one pretraining
+# of the whole zoo to pass every mark of every main task together in nine runs out of ten,
+# how far inside its line would each quantity have to sit? The base/new gap has a floor that
+# no recipe removes: even a true gap of zero moves by the run-to-run sd, so it passes with a
+# chance below one (`preconditions.base_new_best_case`), and only a smaller spread (more
+# classes per half, or runs that vary less) lifts that.
+
+# %%
+if not replicated:
+    print(SKIPPED)
+else:
+    stacked = pd.concat([marks_table.assign(recipe=marks_table.model)]
+                        + [m.assign(recipe=name) for name, m in replicate_marks.items()],
+                        ignore_index=True)
+    spread = preconditions.run_spread(stacked)
+    chance_marks, chance_recipes = preconditions.pass_chance(stacked, spread, targets)
+    display(spread.set_index("mark").round(2))
+    display(chance_recipes.set_index("recipe").round(3))
+    ends = ["chance", "chance low", "chance high"]
+    pct = lambda x: f"{100 * x:.2g}%"  # noqa: E731  (chances span orders of magnitude)
+    zoo_all = chance_recipes[ends].prod()
+    reported = chance_recipes[chance_recipes.recipe.isin(REPLICATES)][ends].prod()
+    print(f"one pretraining of every zoo recipe passes every mark of every main task with "
+          f"chance {pct(zoo_all['chance'])} ({pct(zoo_all['chance low'])} to "
+          f"{pct(zoo_all['chance high'])} over the sds' intervals); the two reported updates "
+          f"together {pct(reported['chance'])} ({pct(reported['chance low'])} to "
+          f"{pct(reported['chance high'])}); tiny-v1 alone "
+          f"{pct(chance_recipes.set_index('recipe').loc['tiny-v1', 'chance'])}")
+    print("the marks least likely to pass in another run:")
+    for _, r in chance_marks.nsmallest(6, "chance").iterrows():
+        print(f"  {r.recipe} / {r.task} '{r.mark}': mean of {r.runs} run(s) {r['mean']:.1f}, "
+              f"chance {r.chance:.2f}")
+    n_bn = int((chance_marks.mark == "base ~ new").sum())
+    best = preconditions.base_new_best_case(spread, targets)
+    print(f"a recipe whose true base/new gap is zero passes that mark in one run with chance "
+          f"{best:.3f}, so all {n_bn} base/new marks together with {best ** n_bn:.2f}")
+    need = preconditions.clearance(spread, len(chance_marks), 0.9, targets)
+    display(need.set_index("mark").round({"sd": 2, "chance each": 4, "z": 2, "at least": 1,
+                                          "at most": 1}))
+    clears = chance_marks.merge(need, on="mark")
+    value = clears["mean"].where(clears.mark != "base ~ new", clears["mean"].abs())
+    clears["clears"] = clears.reachable & ~(value < clears["at least"]) & ~(
+        value > clears["at most"])  # a missing bound compares False: no bound to miss
+    print(f"each of the {len(chance_marks)} marks must pass with chance "
+          f"{need['chance each'].iloc[0]:.4f} for nine zoos in ten to pass them all; recipe "
+          "means (over the zoo's recipes and main tasks) that clear what that asks, per mark: "
+          + "; ".join(f"'{m}' {int(g.sum())} of {len(g)}"
+                      for m, g in clears.groupby("mark", sort=False)["clears"]))
+    for m in need[~need.reachable].mark:
+        print(f"  '{m}' cannot be cleared that often by any recipe on these class splits: even "
+              "a true gap of zero passes it with the smaller chance above")
 
 # %%
 v1 = pre[pre.model == "tiny-v1"].set_index("task")

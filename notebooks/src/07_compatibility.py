@@ -397,23 +397,19 @@ print(f"ContCoOp ablation on {task}, seeds {ABLATION_SEEDS}: the default gains "
       + ", ".join(f"{default_gain[n]:+.1f} points on {n}" for n in zoo)
       + " over each model's own zero-shot; "
       + convergence.summary(abl_convergence, "ContCoOp ablation runs"))
-# each switch setting's runs with the default's: the same runs behind its row on every model
-abl_flags = {}  # label -> "" or the sentence naming its unconverged runs
-for label in dict.fromkeys(label for label, _ in abl_comparisons):
-    rows_l = convergence.runs_of(abl_convergence, label, DEFAULT)
-    abl_flags[label] = convergence.caveat(rows_l, f"'{label}' vs the default")
-    if abl_flags[label]:
-        print(abl_flags[label])
+# each switch setting's runs with the default's: the same runs behind its row on every model,
+# so a setting's caveat (naming its unconverged runs) is printed once, not once per model
+ablation_07 = compare.table(list(abl_comparisons.values()))
+ablation_07["convergence"], abl_caveats = convergence.for_comparisons(
+    abl_convergence, [(label, DEFAULT) for label, _ in abl_comparisons])
+for line in dict.fromkeys(abl_caveats):
+    print(line)
 for name in zoo:
     on = {label: c for (label, n), c in abl_comparisons.items() if n == name}
-    moved = [f"'{label}' {c.interval()} ({c.verdict}"
-             + (", unconverged runs" if abl_flags[label] else "") + ")"
+    moved = [f"'{label}' {c.interval()} ({c.verdict})"
              for label, c in on.items() if c.verdict != compare.NO_DIFFERENCE]
     print(f"on {name}: {len(moved)} of {len(on)} switch settings differ detectably from the "
           "default" + (": " + "; ".join(moved) if moved else ""))
-ablation_07 = compare.table(list(abl_comparisons.values()))
-ablation_07["convergence"], _ = convergence.for_comparisons(
-    abl_convergence, [(label, DEFAULT) for label, _ in abl_comparisons])
 with pd.option_context("display.max_colwidth", None):  # whole convergence summaries
     display(ablation_07)
 
