@@ -409,7 +409,7 @@ def run_spread(runs):
     rows = []
     for mark, g in runs.groupby("mark", sort=False):
         groups = g.groupby(["recipe", "task"])["value"]
-        ss = float(groups.apply(lambda v: ((v - v.mean()) ** 2).sum()).sum())
+        ss = float(((g["value"] - groups.transform("mean")) ** 2).sum())
         df = int((groups.count() - 1).sum())
         sd = float(np.sqrt(ss / df)) if df else np.nan
         low, high = ((float(np.sqrt(ss / stats.chi2.ppf(q, df))) for q in (0.975, 0.025))
@@ -440,16 +440,8 @@ def pass_chance(runs, spread, targets: Targets = Targets()):
     if missing:
         raise ValueError(f"pass_chance: spread has no sd for marks {missing}; compute it with "
                          "run_spread on the same runs")
-    def chance(mark, mean, sd):
-        if np.isnan(sd):
-            return np.nan
-        sd = max(sd, 1e-12)  # no run moved it: the mean passes or not, for certain
-        if mark == "zero-shot in range":
-            return _between(mean, sd, targets.zero_shot_low, targets.zero_shot_high)
-        if mark == "base ~ new":  # the signed gap inside [-line, line]
-            return _between(mean, sd, -targets.base_new_gap, targets.base_new_gap)
-        line = targets.ceiling_gap if mark == "ceiling above zero-shot" else targets.domain_gap
-        return _between(mean, sd, line, np.inf)
+    def chance(mark, mean, sd):  # sd 0 (no run moved it): the mean passes or not, for certain
+        return np.nan if np.isnan(sd) else _between(mean, max(sd, 1e-12), *_band(mark, targets))
 
     rows = []
     for (recipe, task, mark), g in runs.groupby(["recipe", "task", "mark"], sort=False):
@@ -476,7 +468,7 @@ def base_new_best_case(spread, targets: Targets = Targets()) -> float:
     the signed gap. No recipe choice does better on these class splits; only a smaller spread
     (more classes in each half, or runs that vary less) does."""
     sd = float(spread.set_index("mark").loc["base ~ new", "sd"])
-    return _between(0.0, sd, -targets.base_new_gap, targets.base_new_gap)
+    return _between(0.0, sd, *_band("base ~ new", targets))
 
 
 def clearance(spread, n_marks: int, joint: float = 0.9, targets: Targets = Targets()):
@@ -496,25 +488,32 @@ def clearance(spread, n_marks: int, joint: float = 0.9, targets: Targets = Targe
     z = NormalDist().inv_cdf(each)
     rows = []
     for _, r in spread.iterrows():
-        room, least, most = z * r.sd, np.nan, np.nan
-        if r.mark == "zero-shot in range":
-            least, most = targets.zero_shot_low + room, targets.zero_shot_high - room
-        elif r.mark == "base ~ new":  # |base - new|; the signed gap must stay in [-line, line]
-            most = _largest_gap(r.sd, each, targets.base_new_gap)
-        else:
-            least = room + (targets.ceiling_gap if r.mark == "ceiling above zero-shot"
-                            else targets.domain_gap)
+        low, high = _band(r.mark, targets)
+        if r.mark == "base ~ new":  # |base - new|; the signed gap must stay in [-line, line]
+            least, most = np.nan, _largest_gap(r.sd, each, high)
+        else:  # an open end stays open
+            least, most = (low + z * r.sd if low > -np.inf else np.nan,
+                           high - z * r.sd if high < np.inf else np.nan)
         rows.append({"mark": r.mark, "sd": r.sd, "chance each": each, "z": z,
                      "at least": least, "at most": most,
                      "reachable": not (np.isnan(least) and np.isnan(most))})
     return pd.DataFrame(rows)
 
 
+def _band(mark: str, targets: Targets) -> tuple[float, float]:
+    """The values of a mark's quantity (as :func:`margins` gives it, the base/new gap signed)
+    that pass it: (low, high), an open end infinite."""
+    return {"zero-shot in range": (targets.zero_shot_low, targets.zero_shot_high),
+            "ceiling above zero-shot": (targets.ceiling_gap, np.inf),
+            "shifted domains harder": (targets.domain_gap, np.inf),
+            "base ~ new": (-targets.base_new_gap, targets.base_new_gap)}[mark]
+
+
 def _between(mean: float, sd: float, low: float, high: float) -> float:
     """The chance that a normal quantity (``mean``, ``sd``) lands inside [low, high]."""
     from statistics import NormalDist
     phi = NormalDist().cdf
-    return (phi((high - mean) / sd) if high < np.inf else 1.0) - phi((low - mean) / sd)
+    return phi((high - mean) / sd) - phi((low - mean) / sd)
 
 
 def _largest_gap(sd: float, chance: float, line: float) -> float:
